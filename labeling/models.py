@@ -1,0 +1,273 @@
+"""Tasks, prompts, comparisons of K samples, leases and labels.
+
+Choices are always stored in a comparison's own sample indices (0..K-1); the order in
+which a labeler saw the samples is the assignment's permutation.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+MAX_K = 9  # keys 1..9 on the labeling page
+
+
+class Task(models.Model):
+    class Kind(models.TextChoices):
+        CONTINUATION = "continuation", "Stylistic continuation"
+        SUMMARIZATION = "summarization", "Summarization"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        ARCHIVED = "archived", "Archived"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CONTINUATION)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    base_model = models.CharField(
+        max_length=300,
+        default="embedded:smollm2-135m",
+        help_text="HF id, local path, or embedded:smollm2-135m",
+    )
+    k = models.PositiveSmallIntegerField("K (samples per comparison)", default=4)
+    query_length = models.PositiveIntegerField("query length (tokens)", default=64)
+    response_length = models.PositiveIntegerField("response length (tokens)", default=24)
+    temperature = models.FloatField(default=0.7)
+    truncation_token = models.CharField(max_length=16, default=".", blank=True)
+    truncation_min_position = models.PositiveIntegerField(default=16)
+    labels_per_comparison = models.PositiveSmallIntegerField(
+        "labels per comparison (overlap)", default=1
+    )
+    gold_rate = models.FloatField(
+        default=0.0, help_text="fraction of fetches that serve a gold comparison (0..1)"
+    )
+    label_budget = models.PositiveIntegerField(default=5000)
+    lease_seconds = models.PositiveIntegerField(default=600)
+    agreement_threshold = models.FloatField(
+        default=0.6, help_text="labelers below this gold accuracy are flagged"
+    )
+    training_settings = models.JSONField(
+        default=dict, blank=True, help_text="reward-model and PPO settings (see the preset names)"
+    )
+    schedule = models.JSONField(
+        default=dict, blank=True, help_text="online schedule: n0, n, episodes, retrains"
+    )
+    labelers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TaskLabeler", related_name="labeling_tasks", blank=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(k__gte=2, k__lte=MAX_K), name="task_k_range"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="task_gold_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(labels_per_comparison__gte=1), name="task_overlap_positive"
+            ),
+            models.CheckConstraint(condition=Q(temperature__gt=0), name="task_temperature_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskLabeler(models.Model):
+    """Which labelers may work on which task."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="memberships")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="task_memberships"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "labeler"], name="task_labeler_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler} on {self.task}"
+
+
+class InstructionsVersion(models.Model):
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="instructions")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "version"], name="instructions_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} instructions v{self.version}"
+
+
+class Prompt(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        EVAL = "eval", "Eval"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    token_ids = models.JSONField(null=True, blank=True)
+    split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)
+    external_id = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "split"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "external_id"],
+                condition=~Q(external_id=""),
+                name="prompt_external_id_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Comparison(models.Model):
+    """One prompt with K samples from one policy version."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        COMPLETE = "complete", "Complete"
+        RETIRED = "retired", "Retired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    k = models.PositiveSmallIntegerField()
+    samples = models.JSONField(help_text="K sample texts")
+    sample_token_ids = models.JSONField(null=True, blank=True, help_text="K lists of token ids")
+    policy_version = models.ForeignKey(
+        "training.PolicyVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="comparisons",
+    )
+    overlap = models.PositiveSmallIntegerField(default=1)
+    # Slots still free: overlap minus active leases and counted labels (skips free theirs).
+    open_slots = models.PositiveSmallIntegerField(default=1)
+    label_count = models.PositiveIntegerField(default=0)
+    is_gold = models.BooleanField(default=False)
+    gold_choice = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    priority = models.FloatField(default=0.0, help_text="higher is served first")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["task", "is_gold", "status", "-priority", "id"], name="comparison_pool"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(k__gte=2, k__lte=MAX_K), name="comparison_k_range"),
+            models.CheckConstraint(
+                condition=Q(gold_choice__isnull=True) | Q(gold_choice__lt=F("k")),
+                name="comparison_gold_choice_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(open_slots__lte=F("overlap")), name="comparison_slots_le_overlap"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk} of {self.task_id}"
+
+
+class Assignment(models.Model):
+    """A lease of a comparison to a labeler until expires_at."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        EXPIRED = "expired", "Expired"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    permutation = models.JSONField(help_text="display position i shows sample permutation[i]")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    leased_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["labeler", "task", "state"], name="assignment_labeler_state"),
+            models.Index(fields=["state", "expires_at"], name="assignment_expiry"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "labeler"],
+                condition=Q(state__in=["active", "submitted"]),
+                name="assignment_live_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease of {self.comparison_id} to {self.labeler_id} ({self.state})"
+
+
+class Label(models.Model):
+    class Kind(models.TextChoices):
+        CHOICE = "choice", "Best sample"
+        SKIP = "skip", "Skip"
+        NONE_ACCEPTABLE = "none", "None acceptable"
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="labels")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels"
+    )
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="labels")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="label"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    choice = models.PositiveSmallIntegerField(null=True, blank=True)
+    k = models.PositiveSmallIntegerField()
+    display_order = models.JSONField(help_text="the permutation the labeler saw")
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    instructions_version = models.ForeignKey(
+        InstructionsVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="label_task_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "labeler"], name="label_unique"),
+            models.CheckConstraint(
+                condition=(Q(kind="choice") & Q(choice__isnull=False) & Q(choice__lt=F("k")))
+                | (~Q(kind="choice") & Q(choice__isnull=True)),
+                name="label_choice_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"label {self.pk} ({self.kind})"

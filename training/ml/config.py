@@ -1,0 +1,294 @@
+"""Training settings as validated dataclasses, plus named presets.
+
+This module imports neither torch nor Django: the web process (Django admin) calls
+:func:`TrainingConfig.from_dict` to validate a task's training settings stored as JSON.
+
+Layout of the JSON object (every key optional, missing keys take the defaults)::
+
+    {"sampling": {...SamplingConfig...}, "reward": {...RewardConfig...}, "ppo": {...PPOConfig...}}
+
+Unknown keys and bad values raise ``ValueError`` with the dotted path of the offending field.
+Presets (:func:`preset`): ``cpu-tiny`` (tests, demo on tiny models), ``cpu-small`` (the
+embedded SmolLM2-135M on 2 CPU cores) and ``paper`` (GPU, Ziegler et al. 2019 stylistic tasks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+
+@dataclass
+class SamplingConfig:
+    """How responses are sampled from a policy."""
+
+    k: int = 4
+    """Responses sampled per query (best-of-K labels)."""
+    query_length: int = 64
+    """Maximum query tokens; longer queries keep their last ``query_length`` tokens."""
+    response_length: int = 24
+    """Maximum sampled tokens per response."""
+    temperature: float = 0.7
+    """Logits are divided by this when sampling and when scoring (PPO)."""
+    truncate_token: str | None = "."
+    """A response ends after the first token whose text ends with this string, at or after
+    ``truncate_after``. ``None`` disables truncation (every response counts as ended)."""
+    truncate_after: int = 16
+    """0-based response position from which a truncation token may end the response."""
+    batch_size: int = 8
+    """Queries per sampling forward pass (each expands to ``k`` rows after the prompt pass)."""
+
+    def validate(self) -> None:
+        _check(self.k >= 1, "k", "must be >= 1")
+        _check(self.query_length >= 1, "query_length", "must be >= 1")
+        _check(self.response_length >= 1, "response_length", "must be >= 1")
+        _check(self.temperature > 0, "temperature", "must be > 0")
+        _check(self.truncate_token != "", "truncate_token", "must be non-empty or null")
+        _check(self.truncate_after >= 0, "truncate_after", "must be >= 0")
+        _check(
+            self.truncate_after < self.response_length,
+            "truncate_after",
+            "must be < response_length",
+        )
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass
+class RewardConfig:
+    """Reward-model training on best-of-K labels (one pass, linear LR decay)."""
+
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    """Labels per optimizer step."""
+    micro_batch_size: int = 8
+    """Labels per forward/backward pass (gradient accumulation up to ``batch_size``)."""
+    epochs: int = 1
+    """Passes over the labels (the paper: 1)."""
+    lora_rank: int = 0
+    """0 trains the whole trunk; > 0 trains LoRA adapters of this rank plus the head."""
+    lora_alpha: float = 16.0
+    warm_start: bool = False
+    """Start from the previous reward model instead of the pretrained LM (CPU budgets)."""
+    holdout_fraction: float = 0.1
+    """Fraction of labels held out to report accuracy (0 disables)."""
+    normalization_samples: int = 256
+    """Samples of the original policy used to set gain and bias (mean 0, std 1)."""
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        _check(
+            self.batch_size % self.micro_batch_size == 0,
+            "batch_size",
+            "must be a multiple of micro_batch_size",
+        )
+        _check(self.epochs >= 1, "epochs", "must be >= 1")
+        _check(self.lora_rank >= 0, "lora_rank", "must be >= 0")
+        _check(self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _check(0 <= self.holdout_fraction < 1, "holdout_fraction", "must be in [0, 1)")
+        _check(self.normalization_samples >= 2, "normalization_samples", "must be >= 2")
+        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+
+
+@dataclass
+class PPOConfig:
+    """PPO with a KL penalty to the reference (original) policy."""
+
+    batch_size: int = 512
+    """Episodes (query, response) per PPO batch; also the KL controller's step size."""
+    minibatch_size: int = 64
+    """Episodes per optimizer step."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches per minibatch (micro-batch = minibatch_size / this)."""
+    ppo_epochs: int = 4
+    learning_rate: float = 1e-5
+    lr_decay: bool = True
+    """Linear decay to 0 over ``total_episodes``."""
+    total_episodes: int = 2_000_000
+    adam_eps: float = 1e-5
+    clip_range: float = 0.2
+    value_clip_range: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    whiten_rewards: bool = True
+    """Whiten per-token rewards without shifting their mean."""
+    init_kl_coef: float = 0.15
+    adaptive_kl: bool = True
+    """False keeps beta fixed at ``init_kl_coef``."""
+    kl_target: float = 6.0
+    kl_horizon: int = 10_000
+    penalty_reward: float = -1.0
+    """Score given to responses without a truncation token."""
+    lora_rank: int = 0
+    """0 trains the whole policy (a frozen copy is the reference); > 0 trains LoRA and the
+    reference is the same model with the adapter disabled."""
+    lora_alpha: float = 16.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.minibatch_size >= 1, "minibatch_size", "must be >= 1")
+        _check(
+            self.batch_size % self.minibatch_size == 0,
+            "batch_size",
+            "must be a multiple of minibatch_size",
+        )
+        _check(
+            self.gradient_accumulation_steps >= 1
+            and self.minibatch_size % self.gradient_accumulation_steps == 0,
+            "gradient_accumulation_steps",
+            "must be >= 1 and divide minibatch_size",
+        )
+        _check(self.ppo_epochs >= 1, "ppo_epochs", "must be >= 1")
+        _check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(self.total_episodes >= self.batch_size, "total_episodes", "must be >= batch_size")
+        _check(self.adam_eps > 0, "adam_eps", "must be > 0")
+        _check(self.clip_range > 0, "clip_range", "must be > 0")
+        _check(self.value_clip_range > 0, "value_clip_range", "must be > 0")
+        _check(self.vf_coef >= 0, "vf_coef", "must be >= 0")
+        _check(0 <= self.gamma <= 1, "gamma", "must be in [0, 1]")
+        _check(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
+        _check(self.init_kl_coef >= 0, "init_kl_coef", "must be >= 0")
+        _check(self.kl_target > 0, "kl_target", "must be > 0")
+        _check(self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
+        _check(self.lora_rank >= 0, "lora_rank", "must be >= 0")
+        _check(self.lora_alpha > 0, "lora_alpha", "must be > 0")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a task needs to sample, train the reward model and run PPO."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def validate(self) -> None:
+        for name in ("sampling", "reward", "ppo"):
+            try:
+                getattr(self, name).validate()
+            except ValueError as error:
+                raise ValueError(f"{name}.{error}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: str | TrainingConfig | None = None) -> Self:
+        """Build and validate from JSON-like data; missing keys come from ``base``
+        (a preset name or a config; default: the dataclass defaults)."""
+        start = preset(base) if isinstance(base, str) else base
+        config = _from_dict(cls, data, "", start)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {message}")
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return False
+
+
+def _from_dict(cls: Any, data: Any, path: str, start: Any = None) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'config'}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ValueError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs: dict[str, Any] = {}
+    for name in names:
+        dotted = f"{path}.{name}" if path else name
+        annotation = hints[name]
+        default = getattr(start, name) if start is not None else None
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _from_dict(annotation, data.get(name, {}), dotted, default)
+        elif name in data:
+            value = data[name]
+            if not _type_ok(value, annotation):
+                raise ValueError(f"{dotted}: expected {annotation}, got {value!r}")
+            if annotation is float:
+                value = float(value)
+            kwargs[name] = value
+        elif start is not None:
+            kwargs[name] = default
+    return cls(**kwargs)
+
+
+def preset(name: str) -> TrainingConfig:
+    """A named configuration: ``cpu-tiny``, ``cpu-small`` or ``paper``."""
+    if name == "paper":
+        # Ziegler et al. 2019, stylistic continuation (GPT-2 774M on GPUs).
+        return TrainingConfig()
+    if name == "cpu-small":
+        # SmolLM2-135M on 2 cores: short queries/responses, LoRA, warm-started reward models.
+        return TrainingConfig(
+            sampling=SamplingConfig(
+                k=4, query_length=32, response_length=16, truncate_after=8, batch_size=8
+            ),
+            reward=RewardConfig(
+                learning_rate=1e-4,
+                batch_size=8,
+                micro_batch_size=4,
+                lora_rank=8,
+                warm_start=True,
+                normalization_samples=64,
+            ),
+            ppo=PPOConfig(
+                batch_size=32,
+                minibatch_size=8,
+                gradient_accumulation_steps=2,
+                ppo_epochs=2,
+                learning_rate=1e-4,
+                total_episodes=2048,
+                kl_horizon=10_000,
+                lora_rank=8,
+            ),
+        )
+    if name == "cpu-tiny":
+        # Tiny models in tests and demos: seconds per step.
+        return TrainingConfig(
+            sampling=SamplingConfig(
+                k=4, query_length=8, response_length=8, truncate_after=2, batch_size=8
+            ),
+            reward=RewardConfig(
+                learning_rate=1e-3, batch_size=8, micro_batch_size=8, normalization_samples=32
+            ),
+            ppo=PPOConfig(
+                batch_size=16,
+                minibatch_size=8,
+                ppo_epochs=2,
+                learning_rate=1e-3,
+                total_episodes=256,
+                kl_horizon=1000,
+            ),
+        )
+    raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+
+
+PRESETS = ("cpu-tiny", "cpu-small", "paper")

@@ -1,0 +1,124 @@
+"""Trained artifacts (immutable versions with lineage) and the runs that make them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class VersionStatus(models.TextChoices):
+    READY = "ready", "Ready"
+    PROMOTED = "promoted", "Promoted"
+    RETIRED = "retired", "Retired"
+    FAILED = "failed", "Failed"
+
+
+class RewardModelVersion(models.Model):
+    task = models.ForeignKey(
+        "labeling.Task", on_delete=models.CASCADE, related_name="reward_model_versions"
+    )
+    number = models.PositiveIntegerField()
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    artifact_path = models.CharField(max_length=500, blank=True)
+    gain = models.FloatField(default=1.0)
+    bias = models.FloatField(default=0.0)
+    label_count = models.PositiveIntegerField(default=0)
+    labels_used = models.ManyToManyField("labeling.Label", related_name="+", blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=VersionStatus.choices, default=VersionStatus.READY
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="rm_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"RM v{self.number} of {self.task_id}"
+
+
+class PolicyVersion(models.Model):
+    task = models.ForeignKey(
+        "labeling.Task", on_delete=models.CASCADE, related_name="policy_versions"
+    )
+    number = models.PositiveIntegerField(help_text="0 is the base model")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    reward_model_version = models.ForeignKey(
+        RewardModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="policy_versions",
+    )
+    artifact_path = models.CharField(max_length=500, blank=True, help_text="empty: the base model")
+    episodes = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=VersionStatus.choices, default=VersionStatus.READY
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="policy_version_unique"),
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(status="promoted"), name="one_promoted_policy"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"policy v{self.number} of {self.task_id}"
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        REWARD = "reward", "Reward model"
+        POLICY = "policy", "Policy"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    task = models.ForeignKey("labeling.Task", on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    target_label_count = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    metrics = models.JSONField(default=list, blank=True, help_text="metrics over time")
+    error = models.TextField(blank=True)
+    reward_model_version = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "kind"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_live_run_per_task_and_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run {self.pk} ({self.status})"
