@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/*.txt 2>/dev
 PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install system-deps demo demo-stop test test-fast lint typecheck migrate check-deploy clean
+.PHONY: help install system-deps demo test test-fast lint migrate check-deploy clean
 
 help:
 	@echo "make demo    install, migrate, load the demo task, serve web + worker + beat"
@@ -43,6 +43,10 @@ system-deps:
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# The demo uses Redis when one answers on loopback, else the filesystem broker (no service).
+DEMO_BROKER = $(shell redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && echo redis://127.0.0.1:6379/0 || echo filesystem://)
+
+demo: export CELERY_BROKER_URL := $(or $(CELERY_BROKER_URL),$(DEMO_BROKER))
 demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo

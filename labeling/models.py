@@ -78,7 +78,9 @@ class Task(models.Model):
             models.CheckConstraint(
                 condition=Q(labels_per_comparison__gte=1), name="task_overlap_positive"
             ),
-            models.CheckConstraint(condition=Q(temperature__gt=0), name="task_temperature_positive"),
+            models.CheckConstraint(
+                condition=Q(temperature__gt=0), name="task_temperature_positive"
+            ),
         ]
 
     def __str__(self) -> str:

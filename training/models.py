@@ -122,3 +122,42 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} run {self.pk} ({self.status})"
+
+
+class ComparisonScores(models.Model):
+    """A reward-model version's scores of a comparison's K samples (written by workers)."""
+
+    comparison = models.ForeignKey(
+        "labeling.Comparison", on_delete=models.CASCADE, related_name="reward_scores"
+    )
+    reward_model_version = models.ForeignKey(
+        RewardModelVersion, on_delete=models.CASCADE, related_name="comparison_scores"
+    )
+    scores = models.JSONField(help_text="K normalized rewards, in the comparison's sample order")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "reward_model_version"], name="comparison_scores_unique"
+            ),
+        ]
+
+
+class EvalSample(models.Model):
+    """A policy version's answer to an eval prompt, for the side-by-side sample browser."""
+
+    policy_version = models.ForeignKey(
+        PolicyVersion, on_delete=models.CASCADE, related_name="eval_samples"
+    )
+    prompt = models.ForeignKey("labeling.Prompt", on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    token_ids = models.JSONField(null=True, blank=True)
+    reward = models.FloatField(null=True, blank=True, help_text="normalized reward-model score")
+    reward_model_version = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt_id", "policy_version_id"]
+        indexes = [models.Index(fields=["policy_version", "prompt"])]

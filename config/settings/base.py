@@ -94,6 +94,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# The dashboard serves plotly.js from the installed plotly package (labeling/dashboard/finders.py).
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "labeling.dashboard.finders.PlotlyFinder",
+]
 
 # Model artifacts (reward-model and policy versions, checkpoints).
 ARTIFACTS_DIR = Path(env("PREFERENCE_LOOP_ARTIFACTS", default=str(VAR_DIR / "artifacts")))
@@ -122,20 +128,76 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Label best-of-K comparisons; export labels.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Task.kind and Label.kind are both called "kind": name their enums apart.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskKindEnum": "labeling.models.Task.Kind",
+        "LabelKindEnum": "labeling.models.Label.Kind",
+    },
 }
 
-# Celery: Redis in production and CI; the demo may use the filesystem broker.
+# Celery: Redis in production and CI; `make demo` uses the filesystem broker (no service).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Light work (scheduler tick, lease reclaim) on "default"; generation on "sampling";
+# reward-model and PPO training on "training" (GPU workers: concurrency 1, prefetch 1).
+CELERY_TASK_ROUTES = {
+    "training.tasks.sample_*": {"queue": "sampling"},
+    "training.tasks.train_*": {"queue": "training"},
+}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=4 * 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 120
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers an unacknowledged task after the visibility timeout: keep it above the
+# longest task so a slow training run is not handed to a second worker.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = VAR_DIR / "broker"
+    (_queue_dir / "out").mkdir(parents=True, exist_ok=True)
+    (_queue_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "out"),
+        "data_folder_out": str(_queue_dir / "out"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Operations (config/heartbeat.py, config/health.py): workers write a heartbeat into the shared
+# cache; /healthz fails the worker check when the newest is older than HEALTH_WORKER_MAX_AGE.
+CELERY_IMPORTS = ["config.heartbeat"]
+HEALTH_WORKER_MAX_AGE = env.int("HEALTH_WORKER_MAX_AGE", default=120)
+# Beat entries: add yours to this dict (don't rebind it), e.g. CELERY_BEAT_SCHEDULE["tick"] = ...
+CELERY_BEAT_SCHEDULE: dict = {
+    "ops-heartbeat": {"task": "ops.heartbeat", "schedule": 30.0, "options": {"expires": 60}},
+}
+# The online loop (training/tasks.py): a scheduler tick per active task; training runs beat
+# every TRAINING_HEARTBEAT_SECONDS and are failed (then rescheduled) after TRAINING_STALE_SECONDS.
+TRAINING_TICK_SECONDS = env.float("TRAINING_TICK_SECONDS", default=20.0)
+TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=15.0)
+TRAINING_STALE_SECONDS = env.int("TRAINING_STALE_SECONDS", default=300)
+CELERY_BEAT_SCHEDULE["training-tick-all"] = {
+    "task": "training.tasks.tick_all",
+    "schedule": TRAINING_TICK_SECONDS,
+    "options": {"expires": TRAINING_TICK_SECONDS},
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # LOG_FORMAT=json: one JSON object per line (config/logging.py).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if env("LOG_FORMAT", default="plain") == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

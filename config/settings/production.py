@@ -21,3 +21,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Probes and scrapers speak plain HTTP inside the cluster: no HTTPS redirect for them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Throttles, login rate limits and the worker heartbeat need a cache shared by all processes.
+CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/2")}

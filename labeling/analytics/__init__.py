@@ -1,0 +1,1 @@
+"""Pure statistics for the researcher's dashboard (numpy only, no Django in the math)."""

@@ -1,0 +1,98 @@
+"""Surface features of the K samples of a comparison, as seen by the labeler.
+
+Per sample: display position (0 = shown first), length (tokens when known, else words),
+fraction of its word n-grams copied from the prompt, and VADER compound sentiment.
+Columns are standardized over the fitted data so that coefficients compare per SD.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+FEATURES = ("position", "length", "copy", "sentiment")
+FEATURE_LABELS = {
+    "position": "display position (later on screen)",
+    "length": "length",
+    "copy": "copied from prompt (3-grams)",
+    "sentiment": "sentiment (VADER)",
+}
+_WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def copy_fraction(prompt: str, sample: str, *, n: int = 3) -> float:
+    """Fraction of the sample's word n-grams that also occur in the prompt (0 if none).
+
+    A sample shorter than n words falls back to the largest n that fits it.
+    """
+    sample_words = words(sample)
+    if not sample_words:
+        return 0.0
+    size = min(n, len(sample_words))
+    grams = ngrams(sample_words, size)
+    prompt_grams = set(ngrams(words(prompt), size))
+    return sum(gram in prompt_grams for gram in grams) / len(grams)
+
+
+@lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+@lru_cache(maxsize=65536)
+def sentiment(text: str) -> float:
+    """VADER compound score in [-1, 1]."""
+    return float(_vader().polarity_scores(text)["compound"])
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    """What one labeler saw: the prompt, K samples, and display_order[i] = sample at slot i."""
+
+    prompt: str
+    samples: Sequence[str]
+    display_order: Sequence[int]
+    token_lengths: Sequence[int] | None = None
+
+
+def raw_features(view: ComparisonView) -> np.ndarray:
+    """A K x len(FEATURES) matrix, rows in the comparison's own sample order."""
+    k = len(view.samples)
+    if sorted(view.display_order) != list(range(k)):
+        raise ValueError("display_order must be a permutation of the sample indices")
+    position = np.empty(k)
+    for slot, sample_index in enumerate(view.display_order):
+        position[sample_index] = slot
+    if view.token_lengths is not None and len(view.token_lengths) == k:
+        length = np.asarray(view.token_lengths, dtype=float)
+    else:
+        length = np.array([len(words(s)) for s in view.samples], dtype=float)
+    copied = np.array([copy_fraction(view.prompt, s) for s in view.samples])
+    senti = np.array([sentiment(s) for s in view.samples])
+    return np.column_stack([position, length, copied, senti])
+
+
+def standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z-score the last axis' columns over all rows of an (n, K, p) array.
+
+    Returns (z, mean, sd); a constant column gets sd 1 (and is centred to 0).
+    """
+    flat = x.reshape(-1, x.shape[-1])
+    mean = flat.mean(axis=0)
+    sd = flat.std(axis=0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    return (x - mean) / sd, mean, sd

@@ -1,0 +1,124 @@
+"""Request and response shapes of the labeling API (see the contract in the API views)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from labeling.models import Assignment, Label, Task
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    labeled_by_me = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+
+
+class InstructionsSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task annotated by ``selectors.task_list_for_user``."""
+
+    instructions = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "name", "kind", "k", "instructions", "progress"]
+
+    @extend_schema_field(InstructionsSerializer(allow_null=True))
+    def get_instructions(self, task: Any) -> dict[str, Any] | None:
+        if task.instructions_version is None:
+            return None
+        return {"version": task.instructions_version, "text": task.instructions_text}
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, task: Any) -> dict[str, int]:
+        return {"labeled_by_me": task.labeled_by_me, "remaining": task.remaining}
+
+
+class SampleSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the comparison's own sample index")
+    text = serializers.CharField()
+
+
+class LeaseSerializer(serializers.Serializer):
+    """A lease: samples in the labeler's display order, each with its own sample index."""
+
+    assignment_id = serializers.IntegerField()
+    comparison_id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
+    prompt = serializers.CharField()
+    samples = SampleSerializer(many=True)
+    expires_at = serializers.DateTimeField()
+    progress = ProgressSerializer()
+
+    @staticmethod
+    def payload(assignment: Assignment, progress: dict[str, int]) -> dict[str, Any]:
+        comparison = assignment.comparison
+        return {
+            "assignment_id": assignment.pk,
+            "comparison_id": comparison.pk,
+            "task_id": assignment.task_id,
+            "prompt": comparison.prompt.text,
+            "samples": [
+                {"index": i, "text": comparison.samples[i]} for i in assignment.permutation
+            ],
+            "expires_at": assignment.expires_at,
+            "progress": progress,
+        }
+
+
+class LabelSubmitSerializer(serializers.Serializer):
+    comparison_id = serializers.IntegerField(min_value=1)
+    kind = serializers.ChoiceField(choices=Label.Kind.choices)
+    choice = serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="the comparison's sample index for kind 'choice', null otherwise",
+    )
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    comparison_id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
+    instructions_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Label
+        fields = [
+            "id",
+            "comparison_id",
+            "task_id",
+            "kind",
+            "choice",
+            "display_order",
+            "time_spent_ms",
+            "instructions_version",
+            "created_at",
+        ]
+
+    def get_instructions_version(self, label: Label) -> int | None:
+        iv = label.instructions_version
+        return iv.version if iv is not None else None

@@ -1,0 +1,213 @@
+"""The labeling API: thin views over labeling.services and labeling.selectors.
+
+Domain errors raised by the services become 4xx responses ``{"detail": ..., "code": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling import exports, selectors
+from labeling.api.serializers import (
+    ErrorSerializer,
+    LabelSerializer,
+    LabelSubmitSerializer,
+    LeaseSerializer,
+    TaskSerializer,
+    TokenRequestSerializer,
+    TokenSerializer,
+)
+from labeling.api.throttling import SettingsScopedRateThrottle
+from labeling.permissions import IsStaff
+from labeling.services import labels as label_services
+from labeling.services import leasing
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    label_services.ComparisonNotFound: status.HTTP_404_NOT_FOUND,
+    label_services.NoLiveLease: status.HTTP_409_CONFLICT,
+    label_services.InvalidLabel: status.HTTP_400_BAD_REQUEST,
+    label_services.LabelConflict: status.HTTP_409_CONFLICT,
+    leasing.TaskNotActive: status.HTTP_409_CONFLICT,
+}
+
+
+def error(detail: str, code: str, http_status: int, **extra: Any) -> Response:
+    return Response({"detail": detail, "code": code, **extra}, status=http_status)
+
+
+def domain_error(exc: Exception) -> Response:
+    code = getattr(exc, "code", "error")
+    return error(str(exc), code, ERROR_STATUS.get(type(exc), status.HTTP_400_BAD_REQUEST))
+
+
+def invalid_input(errors: Any) -> Response:
+    return error("invalid input", "invalid", status.HTTP_400_BAD_REQUEST, errors=errors)
+
+
+def task_not_found(task_id: int) -> Response:
+    return error(f"task {task_id} not found", "not_found", status.HTTP_404_NOT_FOUND)
+
+
+E400 = OpenApiResponse(ErrorSerializer, description="invalid input")
+E403 = OpenApiResponse(ErrorSerializer, description="not allowed (or CSRF token missing)")
+E404 = OpenApiResponse(ErrorSerializer, description="not found, or not a task of yours")
+E409 = OpenApiResponse(ErrorSerializer, description="conflict")
+
+
+class TokenView(APIView):
+    """Exchange a username and password for an API token (for programs)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: TokenSerializer, 400: E400},
+        auth=[],
+        operation_id="auth_token_create",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            return invalid_input(serializer.errors)
+        user = authenticate(
+            request._request,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        if user is None:
+            return error("wrong username or password", "invalid_credentials", 400)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class TaskListView(APIView):
+    @extend_schema(responses={200: TaskSerializer(many=True)}, operation_id="tasks_list")
+    def get(self, request: Request) -> Response:
+        tasks = selectors.task_list_for_user(user=request.user)
+        return Response(TaskSerializer(tasks, many=True).data)
+
+
+class NextView(APIView):
+    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_scope = "lease"
+
+    @extend_schema(
+        responses={
+            200: LeaseSerializer,
+            204: OpenApiResponse(description="nothing left to label"),
+            404: E404,
+        },
+        operation_id="tasks_next",
+    )
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.get_labeling_task(user=request.user, task_id=task_id)
+        if task is None:
+            return task_not_found(task_id)
+        try:
+            assignment = leasing.lease_next(task=task, labeler=request.user)
+        except leasing.LeasingError as exc:
+            return domain_error(exc)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        progress = selectors.labeling_progress(task=task, labeler_id=request.user.pk)
+        return Response(LeaseSerializer(LeaseSerializer.payload(assignment, dict(progress))).data)
+
+
+class LabelCreateView(APIView):
+    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_scope = "label_submit"
+
+    @extend_schema(
+        request=LabelSubmitSerializer,
+        responses={
+            201: LabelSerializer,
+            200: OpenApiResponse(LabelSerializer, description="identical resubmission"),
+            400: E400,
+            403: E403,
+            404: E404,
+            409: E409,
+        },
+        operation_id="labels_create",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LabelSubmitSerializer(data=request.data)
+        if not serializer.is_valid():
+            return invalid_input(serializer.errors)
+        try:
+            label, created = label_services.submit_label(
+                labeler=request.user, **serializer.validated_data
+            )
+        except label_services.LabelError as exc:
+            return domain_error(exc)
+        return Response(
+            LabelSerializer(label).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class IgnoreFormatParameter(DefaultContentNegotiation):
+    """The export's ``?format=`` names the export format, not a DRF renderer."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
+
+
+class ExportView(APIView):
+    permission_classes = [IsStaff]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = IgnoreFormatParameter
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "format", OpenApiTypes.STR, enum=list(exports.FORMATS), default="paper"
+            )
+        ],
+        responses={
+            (200, "application/jsonl"): OpenApiResponse(
+                OpenApiTypes.STR, description="one JSON object per line"
+            ),
+            400: E400,
+            403: E403,
+            404: E404,
+        },
+        operation_id="tasks_export",
+    )
+    def get(self, request: Request, task_id: int) -> Any:
+        export_format = request.query_params.get("format", "paper")
+        if export_format not in exports.FORMATS:
+            return error(f"format must be one of {', '.join(exports.FORMATS)}", "invalid", 400)
+        task = selectors.get_export_task(task_id=task_id)
+        if task is None:
+            return task_not_found(task_id)
+        rows = exports.FORMATS[export_format](task=task)
+        response = StreamingHttpResponse(_jsonl(rows), content_type="application/jsonl")
+        filename = f"task-{task.pk}-{export_format}.jsonl"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

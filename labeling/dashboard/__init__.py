@@ -1,0 +1,1 @@
+"""The researcher's dashboard: selectors over the ORM, figures, staff-only views."""

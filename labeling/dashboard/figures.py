@@ -1,0 +1,212 @@
+"""Plotly figures as plain JSON-able dicts, rendered in the page by plotly.js."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from labeling.analytics.drift import DriftReport
+from labeling.analytics.features import FEATURE_LABELS, FEATURES
+from training.models import PolicyVersion, RewardModelVersion
+
+Figure = dict[str, Any]
+BASE_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 56, "r": 16, "t": 36, "b": 44},
+    "height": 300,
+    "legend": {"orientation": "h", "y": -0.25},
+    "paper_bgcolor": "rgba(0,0,0,0)",
+    "plot_bgcolor": "rgba(0,0,0,0)",
+}
+
+
+def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    return {**BASE_LAYOUT, "title": {"text": title, "font": {"size": 14}}, **extra}
+
+
+def labels_per_hour(rows: list[dict[str, Any]]) -> Figure | None:
+    if not rows:
+        return None
+    by_labeler: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        by_labeler[row["labeler"]][row["hour"].isoformat()] = row["count"]
+    traces = [
+        {"type": "bar", "name": name, "x": list(counts), "y": list(counts.values())}
+        for name, counts in sorted(by_labeler.items())
+    ]
+    return {
+        "data": traces,
+        "layout": _layout(
+            "Labels per hour (UTC), by labeler",
+            barmode="stack",
+            xaxis={"type": "date"},
+            yaxis={"title": {"text": "labels"}},
+        ),
+    }
+
+
+def reward_model_accuracy(versions: list[RewardModelVersion]) -> Figure | None:
+    points = [
+        v
+        for v in versions
+        if isinstance(v.metrics, dict)
+        and isinstance(v.metrics.get("held_out_accuracy"), int | float)
+    ]
+    if not points:
+        return None
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "held-out accuracy",
+                "x": [v.label_count for v in points],
+                "y": [v.metrics["held_out_accuracy"] for v in points],
+                "text": [f"RM v{v.number}" for v in points],
+                "hovertemplate": "%{text}<br>%{x} labels<br>accuracy %{y:.3f}<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Reward model: held-out accuracy vs labels",
+            xaxis={"title": {"text": "labels"}, "rangemode": "tozero"},
+            yaxis={"title": {"text": "accuracy"}, "range": [0, 1]},
+        ),
+    }
+
+
+def ppo_curves(steps: list[dict[str, float]]) -> Figure | None:
+    if not steps:
+        return None
+    episodes = [s["episode"] for s in steps]
+    panels = [("score", "reward-model score"), ("kl", "KL (nats)"), ("beta", "beta")]
+    traces = []
+    layout = _layout("PPO: score, KL and beta vs episodes", height=460, showlegend=False)
+    for i, (key, title) in enumerate(panels):
+        axis = "" if i == 0 else str(i + 1)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": title,
+                "x": episodes,
+                "y": [s.get(key) for s in steps],
+                "xaxis": "x",
+                "yaxis": f"y{axis}",
+            }
+        )
+        top = 1 - i / 3
+        layout[f"yaxis{axis}"] = {"title": {"text": title}, "domain": [top - 0.3, top]}
+    layout["xaxis"] = {"title": {"text": "episodes"}, "anchor": f"y{len(panels)}"}
+    return {"data": traces, "layout": layout}
+
+
+def version_timeline(rms: list[RewardModelVersion], policies: list[PolicyVersion]) -> Figure | None:
+    if not rms and not policies:
+        return None
+    traces = [
+        {
+            "type": "scatter",
+            "mode": "markers+text",
+            "name": "reward model",
+            "x": [v.created_at.isoformat() for v in rms],
+            "y": ["reward model"] * len(rms),
+            "text": [f"v{v.number}" for v in rms],
+            "textposition": "top center",
+            "marker": {"size": 10, "symbol": "diamond"},
+        },
+        {
+            "type": "scatter",
+            "mode": "markers+text",
+            "name": "policy",
+            "x": [v.created_at.isoformat() for v in policies],
+            "y": ["policy"] * len(policies),
+            "text": [f"v{v.number}" for v in policies],
+            "textposition": "top center",
+            "marker": {"size": 10},
+        },
+    ]
+    promoted = [v for v in policies if v.promoted_at]
+    if promoted:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": "promoted",
+                "x": [v.promoted_at.isoformat() for v in promoted if v.promoted_at],
+                "y": ["policy"] * len(promoted),
+                "marker": {"size": 16, "symbol": "star", "color": "#d4a017"},
+            }
+        )
+    return {
+        "data": traces,
+        "layout": _layout(
+            "Versions over time",
+            height=240,
+            xaxis={"type": "date"},
+            yaxis={"type": "category", "automargin": True, "range": [-0.6, 1.6]},
+        ),
+    }
+
+
+def drift_coefficients(report: DriftReport) -> Figure | None:
+    groups = [g for g in [report.overall, *report.per_labeler] if g is not None and g.fit]
+    if not groups:
+        return None
+    labels = [FEATURE_LABELS[f] for f in FEATURES]
+    traces = []
+    for group in groups:
+        rows = group.as_dict()["rows"]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{group.key} (n={group.n})",
+                "x": [r["coef"] for r in rows],
+                "y": labels,
+                "error_x": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [r["upper"] - r["coef"] for r in rows],
+                    "arrayminus": [r["coef"] - r["lower"] for r in rows],
+                },
+                "hovertemplate": "%{y}: %{x:.2f} per SD<extra>%{fullData.name}</extra>",
+            }
+        )
+    return {
+        "data": traces,
+        "layout": _layout(
+            "What predicts the choice: conditional-logit coefficients (per SD, 95% CI)",
+            height=360,
+            xaxis={"title": {"text": "coefficient"}, "zeroline": True},
+            yaxis={"type": "category", "automargin": True},
+            scattermode="group",
+        ),
+    }
+
+
+def drift_over_time(report: DriftReport) -> Figure | None:
+    windows = [w for w in report.windows if w.fit]
+    if len(windows) < 2:
+        return None
+    traces = []
+    for i, feature in enumerate(FEATURES):
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": FEATURE_LABELS[feature],
+                "x": [w.key for w in windows],
+                "y": [float(w.fit.coef[i]) for w in windows if w.fit],
+                "error_y": {
+                    "type": "data",
+                    "array": [1.96 * float(w.fit.se[i]) for w in windows if w.fit],
+                },
+            }
+        )
+    return {
+        "data": traces,
+        "layout": _layout(
+            "Coefficients over time (chronological windows of labels)",
+            xaxis={"type": "category"},
+            yaxis={"title": {"text": "coefficient per SD"}},
+        ),
+    }

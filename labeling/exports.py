@@ -1,0 +1,103 @@
+"""Label exports as generators of dicts, streamed in bounded memory.
+
+Each format walks the task's labels with ``iterator(chunk_size=...)`` and ``select_related``,
+so a million labels export with one query per chunk and a constant amount of memory.
+
+- ``paper``: the format of Ziegler et al. (2019): one row per ``choice`` label with the query,
+  the K samples, their token ids and the index of the best one.
+- ``pairwise``: ``{"prompt", "chosen", "rejected"}``, K-1 rows per ``choice`` label (the chosen
+  sample against each other one), as TRL and ``datasets`` read it.
+- ``raw``: every label with who gave it, how it was shown and under which instructions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db.models import QuerySet
+
+from labeling.models import Label, Task
+
+CHUNK_SIZE = 2000
+
+Row = dict[str, Any]
+
+
+def _choice_labels(task: Task) -> QuerySet[Label]:
+    return (
+        Label.objects.filter(task=task, kind=Label.Kind.CHOICE)
+        .select_related("comparison__prompt")
+        .order_by("id")
+    )
+
+
+def paper_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
+    for label in _choice_labels(task).iterator(chunk_size=chunk_size):
+        comparison = label.comparison
+        row: Row = {
+            "comparison_id": comparison.pk,
+            "query": comparison.prompt.text,
+            "query_token_ids": comparison.prompt.token_ids,
+        }
+        for i, sample in enumerate(comparison.samples):
+            row[f"sample{i}"] = sample
+        row["sample_token_ids"] = comparison.sample_token_ids
+        row["best"] = label.choice
+        yield row
+
+
+def pairwise_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
+    for label in _choice_labels(task).iterator(chunk_size=chunk_size):
+        comparison = label.comparison
+        samples = comparison.samples
+        chosen = samples[label.choice]
+        for i, rejected in enumerate(samples):
+            if i != label.choice:
+                yield {"prompt": comparison.prompt.text, "chosen": chosen, "rejected": rejected}
+
+
+def raw_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
+    labels = (
+        Label.objects.filter(task=task)
+        .select_related("labeler", "instructions_version", "comparison__policy_version")
+        .only(
+            "id",
+            "comparison_id",
+            "task_id",
+            "kind",
+            "choice",
+            "display_order",
+            "time_spent_ms",
+            "created_at",
+            "labeler__username",
+            "instructions_version__version",
+            "comparison__is_gold",
+            "comparison__policy_version__number",
+        )
+        .order_by("id")
+    )
+    for label in labels.iterator(chunk_size=chunk_size):
+        instructions = label.instructions_version
+        policy = label.comparison.policy_version
+        yield {
+            "label_id": label.pk,
+            "comparison_id": label.comparison_id,
+            "task_id": label.task_id,
+            "labeler": label.labeler.get_username(),
+            "kind": label.kind,
+            "choice": label.choice,
+            "display_order": label.display_order,
+            "time_spent_ms": label.time_spent_ms,
+            "instructions_version": instructions.version if instructions else None,
+            "policy_version": policy.number if policy else None,
+            "is_gold": label.comparison.is_gold,
+            "created_at": label.created_at.isoformat(),
+        }
+
+
+FORMATS: dict[str, Callable[..., Iterator[Row]]] = {
+    "paper": paper_rows,
+    "pairwise": pairwise_rows,
+    "raw": raw_rows,
+}

@@ -1,0 +1,293 @@
+"""Pure parsing and validation of prompt and comparison files (JSONL or CSV).
+
+No database access here: the parsers turn a binary stream into validated rows, line by
+line, and raise :class:`ImportFileError` naming the (1-based) line of the first problem.
+The all-or-nothing writes live in :mod:`labeling.services.imports`.
+
+Prompt files
+    JSONL: one object per line, ``{"text": str, "id"?: str, "token_ids"?: [int], "split"?:
+    "train"|"eval"}`` (``prompt`` or ``query`` may stand for ``text``).
+    CSV: a header row with a ``text`` (or ``prompt``) column, optional ``id`` and ``split``.
+Comparison files (JSONL)
+    ``{"prompt": str, "samples": [K str], "prompt_id"?: str, "prompt_token_ids"?: [int],
+    "sample_token_ids"?: [K [int]], "gold_choice"?: int 0..K-1, "policy_version"?: int}``.
+Blank lines are ignored. Duplicates (same prompt id or text; same prompt and samples)
+within one file are errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+MAX_LINE_BYTES = 1_000_000
+MAX_TEXT_CHARS = 100_000
+MAX_ID_CHARS = 200
+MAX_TOKENS = 16_384
+SPLITS = ("train", "eval")
+
+
+class ImportFileError(ValueError):
+    """A problem in an uploaded file; ``line`` is 1-based (None: the file as a whole)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        self.detail = message
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    line: int
+    text: str
+    external_id: str = ""
+    token_ids: list[int] | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    line: int
+    prompt: str
+    samples: list[str]
+    prompt_id: str = ""
+    prompt_token_ids: list[int] | None = None
+    sample_token_ids: list[list[int]] | None = None
+    gold_choice: int | None = None
+    policy_version: int | None = None
+
+
+def iter_lines(stream: IO[bytes], *, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield (line number, decoded line, without its newline unless ``keep_ends``); bounded
+    memory per line."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise ImportFileError(f"line longer than {MAX_LINE_BYTES} bytes", number)
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ImportFileError(
+                f"invalid UTF-8 at byte {error.start} of the line", number
+            ) from None
+        yield number, text if keep_ends else text.rstrip("\r\n")
+
+
+def _json_lines(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, text in iter_lines(stream):
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ImportFileError(f"bad JSON: {error.msg} (column {error.colno})", number) from None
+        if not isinstance(data, dict):
+            raise ImportFileError("expected a JSON object", number)
+        yield number, data
+
+
+def _text(value: Any, name: str, line: int, *, required: bool = True) -> str:
+    if value is None or value == "":
+        if required:
+            raise ImportFileError(f"missing field '{name}'", line)
+        return ""
+    if not isinstance(value, str):
+        raise ImportFileError(f"'{name}' must be a string", line)
+    if not value.strip() and required:
+        raise ImportFileError(f"'{name}' is blank", line)
+    if len(value) > MAX_TEXT_CHARS:
+        raise ImportFileError(f"'{name}' is longer than {MAX_TEXT_CHARS} characters", line)
+    if "\x00" in value:
+        raise ImportFileError(f"'{name}' contains a NUL character", line)
+    return value
+
+
+def _external_id(value: Any, name: str, line: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ImportFileError(f"'{name}' must be a string or an integer", line)
+    if len(value) > MAX_ID_CHARS:
+        raise ImportFileError(f"'{name}' is longer than {MAX_ID_CHARS} characters", line)
+    return value.strip()
+
+
+def _token_ids(value: Any, name: str, line: int) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value
+    ):
+        raise ImportFileError(f"'{name}' must be a list of non-negative integers", line)
+    if len(value) > MAX_TOKENS:
+        raise ImportFileError(f"'{name}' has more than {MAX_TOKENS} tokens", line)
+    return value
+
+
+def _split(value: Any, line: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in SPLITS:
+        raise ImportFileError(f"'split' must be one of {', '.join(SPLITS)}, got {value!r}", line)
+    return str(value)
+
+
+def _prompt_row(data: dict[str, Any], line: int) -> PromptRow:
+    key = next((k for k in ("text", "prompt", "query") if k in data), "text")
+    return PromptRow(
+        line=line,
+        text=_text(data.get(key), "text", line),
+        external_id=_external_id(data.get("id", data.get("external_id")), "id", line),
+        token_ids=_token_ids(data.get("token_ids"), "token_ids", line),
+        split=_split(data.get("split"), line),
+    )
+
+
+class _Dedup:
+    """Remembers digests of keys seen in this file; reports the first line of a duplicate."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, int] = {}
+
+    def check(self, key: str, what: str, line: int) -> None:
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+        first = self.seen.setdefault(digest, line)
+        if first != line:
+            raise ImportFileError(f"duplicate {what} (first seen on line {first})", line)
+
+
+def _dedup_prompts(rows: Iterator[PromptRow]) -> Iterator[PromptRow]:
+    ids, texts = _Dedup(), _Dedup()
+    for row in rows:
+        if row.external_id:
+            ids.check(row.external_id, f"prompt id {row.external_id!r}", row.line)
+        texts.check(row.text, "prompt text", row.line)
+        yield row
+
+
+def parse_prompts_jsonl(stream: IO[bytes]) -> Iterator[PromptRow]:
+    return _dedup_prompts(_prompt_row(data, line) for line, data in _json_lines(stream))
+
+
+def parse_prompts_csv(stream: IO[bytes]) -> Iterator[PromptRow]:
+    return _dedup_prompts(_csv_rows(stream))
+
+
+def _csv_rows(stream: IO[bytes]) -> Iterator[PromptRow]:
+    lines = iter_lines(stream, keep_ends=True)
+    current = {"line": 0}
+
+    def text_lines() -> Iterator[str]:
+        for number, text in lines:
+            current["line"] = number
+            yield text
+
+    reader = csv.reader(text_lines(), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise ImportFileError("the file is empty") from None
+    except csv.Error as error:
+        raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
+    text_column = next((c for c in ("text", "prompt", "query") if c in header), None)
+    if text_column is None:
+        raise ImportFileError("the header has no 'text' column", 1)
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
+        line = current["line"]
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise ImportFileError(f"expected {len(header)} columns, got {len(values)}", line)
+        record: dict[str, Any] = dict(zip(header, values, strict=True))
+        token_ids = record.get("token_ids") or None
+        if token_ids is not None:
+            try:
+                record["token_ids"] = json.loads(token_ids)
+            except json.JSONDecodeError:
+                raise ImportFileError("'token_ids' must be a JSON list", line) from None
+        record["text"] = record.pop(text_column)
+        yield _prompt_row(record, line)
+
+
+def parse_comparisons_jsonl(stream: IO[bytes], *, k: int) -> Iterator[ComparisonRow]:
+    """Rows of a comparison file for a task with K samples per comparison."""
+    seen = _Dedup()
+    for line, data in _json_lines(stream):
+        row = _comparison_row(data, line, k)
+        seen.check(
+            json.dumps([row.prompt_id or row.prompt, row.samples], ensure_ascii=False),
+            "comparison (same prompt and samples)",
+            line,
+        )
+        yield row
+
+
+def _comparison_row(data: dict[str, Any], line: int, k: int) -> ComparisonRow:
+    prompt_key = "query" if "prompt" not in data and "query" in data else "prompt"
+    prompt = _text(data.get(prompt_key), "prompt", line)
+    samples = data.get("samples")
+    if samples is None:
+        raise ImportFileError("missing field 'samples'", line)
+    if not isinstance(samples, list):
+        raise ImportFileError("'samples' must be a list of strings", line)
+    if len(samples) != k:
+        raise ImportFileError(f"expected K={k} samples, got {len(samples)}", line)
+    texts = [_text(s, f"samples[{i}]", line) for i, s in enumerate(samples)]
+    sample_token_ids = data.get("sample_token_ids")
+    if sample_token_ids is not None:
+        if not isinstance(sample_token_ids, list) or len(sample_token_ids) != k:
+            raise ImportFileError(f"'sample_token_ids' must be a list of K={k} lists", line)
+        sample_token_ids = [
+            _token_ids(t, f"sample_token_ids[{i}]", line) or []
+            for i, t in enumerate(sample_token_ids)
+        ]
+    gold = data.get("gold_choice")
+    if gold is not None and (
+        not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < k
+    ):
+        raise ImportFileError(f"'gold_choice' must be an integer in 0..{k - 1}", line)
+    policy_version = data.get("policy_version")
+    if policy_version is not None and (
+        not isinstance(policy_version, int)
+        or isinstance(policy_version, bool)
+        or policy_version < 0
+    ):
+        raise ImportFileError("'policy_version' must be a non-negative integer", line)
+    return ComparisonRow(
+        line=line,
+        prompt=prompt,
+        samples=texts,
+        prompt_id=_external_id(data.get("prompt_id"), "prompt_id", line),
+        prompt_token_ids=_token_ids(data.get("prompt_token_ids"), "prompt_token_ids", line),
+        sample_token_ids=sample_token_ids,
+        gold_choice=gold,
+        policy_version=policy_version,
+    )
+
+
+def detect_format(filename: str) -> str:
+    """'csv' or 'jsonl' from a file name; raises ImportFileError for anything else."""
+    name = filename.lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    raise ImportFileError(f"unsupported file type {filename!r}: use .jsonl or .csv")

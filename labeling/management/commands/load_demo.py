@@ -1,0 +1,60 @@
+"""Load (or refresh) the demo task: logins, settings, instructions, prompts, comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from labeling.demo.data import (
+    COMPARISONS_FILE,
+    DEMO_INSTRUCTIONS,
+    DEMO_TASK_NAME,
+    DEMO_TASK_SETTINGS,
+    DEMO_USERS,
+    PROMPTS_FILE,
+)
+from labeling.models import Task
+from labeling.services.imports import import_comparisons, import_prompts
+from labeling.services.tasks import add_labeler, set_instructions, setup_researcher_group
+from training.services.versions import ensure_base_policy
+
+
+class Command(BaseCommand):
+    help = "Create the demo logins and the demo task with prompts and comparisons (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        researchers = setup_researcher_group()
+        users = get_user_model()
+        for demo in DEMO_USERS:
+            user, _ = users.objects.get_or_create(username=demo.username)
+            user.set_password(demo.password)
+            user.is_staff = demo.role == "researcher"
+            user.save()
+            if demo.role == "researcher":
+                user.groups.add(researchers)
+
+        task, created = Task.objects.get_or_create(
+            name=DEMO_TASK_NAME, defaults=DEMO_TASK_SETTINGS
+        )
+        if not created:
+            self.stdout.write(f"Demo task {task.pk} exists; logins refreshed.")
+            return
+        set_instructions(task=task, text=DEMO_INSTRUCTIONS)
+        for demo in DEMO_USERS:
+            if demo.role == "labeler":
+                add_labeler(task=task, labeler=users.objects.get(username=demo.username))
+        ensure_base_policy(task=task)
+        with PROMPTS_FILE.open("rb") as stream:
+            prompts = import_prompts(task=task, stream=stream)
+        with COMPARISONS_FILE.open("rb") as stream:
+            comparisons = import_comparisons(task=task, stream=stream)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo task {task.pk}: {prompts.rows} prompts, "
+                f"{comparisons.comparisons_created} comparisons from policy v0."
+            )
+        )

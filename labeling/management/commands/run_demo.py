@@ -1,0 +1,210 @@
+"""Serve the demo: web, Celery workers and beat (and optionally simulated labelers), with
+their logs prefixed on one console. Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from labeling.demo.data import DEMO_TASK_NAME, DEMO_USERS
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+class Command(BaseCommand):
+    help = "Run web, worker(s), beat and optionally simulated labelers for the demo task."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--simulate",
+            choices=["none", "sentiment", "length", "copy", "random"],
+            default=os.environ.get("DEMO_SIMULATE", "sentiment"),
+            help="start simulated labelers with this preference (none: only people label)",
+        )
+        parser.add_argument("--simulated-labelers", type=int, default=2)
+        parser.add_argument(
+            "--rate", type=float, default=1.0, help="labels/s per simulated labeler"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from labeling.models import Task
+
+        task = Task.objects.filter(name=DEMO_TASK_NAME).first()
+        if task is None:
+            self.stderr.write("No demo task: run `manage.py load_demo` first.")
+            sys.exit(1)
+        url = f"http://{options['host']}:{options['port']}"
+        python = sys.executable
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        commands: list[tuple[str, list[str]]] = [
+            (
+                "web",
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi:application",
+                    "--bind",
+                    f"{options['host']}:{options['port']}",
+                    "--workers",
+                    str(options["web_workers"]),
+                    "--access-logfile",
+                    "-",
+                ],
+            ),
+            # Light work stays responsive while the other worker trains.
+            (
+                "worker-light",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    "default",
+                    "-n",
+                    "light@%h",
+                    "--concurrency",
+                    "1",
+                    "--loglevel",
+                    "INFO",
+                ],
+            ),
+            (
+                "worker-train",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-Q",
+                    "sampling,training",
+                    "-n",
+                    "train@%h",
+                    "--concurrency",
+                    "1",
+                    "--loglevel",
+                    "INFO",
+                ],
+            ),
+            (
+                "beat",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                ],
+            ),
+        ]
+        if options["simulate"] != "none":
+            commands.append(
+                (
+                    "simulated",
+                    [
+                        python,
+                        "manage.py",
+                        "simulate_labelers",
+                        "--task",
+                        str(task.pk),
+                        "--labelers",
+                        str(options["simulated_labelers"]),
+                        "--preference",
+                        options["simulate"],
+                        "--rate",
+                        str(options["rate"]),
+                        "--url",
+                        url,
+                        "--wait-for-server",
+                        "--follow",
+                    ],
+                ),
+            )
+        children = [self._start(name, cmd, env) for name, cmd in commands]
+        self._banner(url, task.pk, options["simulate"])
+        self._supervise(children)
+
+    def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
+        process = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        threading.Thread(target=self._pump, args=(name, process), daemon=True).start()
+        return Child(name, process)
+
+    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.stdout.write(f"[{name:12}] {line}")
+
+    def _banner(self, url: str, task_id: int, simulate: str) -> None:
+        lines = [
+            "",
+            "Preference Loop demo is starting.",
+            f"  Labeling page : {url}/",
+            f"  Dashboard     : {url}/research/tasks/{task_id}/",
+            f"  Admin         : {url}/admin/",
+            f"  API docs      : {url}/api/docs/",
+            "  Logins:",
+        ]
+        for user in DEMO_USERS:
+            lines.append(f"    {user.username:12} / {user.password:22} ({user.role})")
+        if simulate != "none":
+            lines.append(
+                f"  Simulated labelers prefer: {simulate} (DEMO_SIMULATE=none to turn off)"
+            )
+        lines.append("  Ctrl-C stops everything.")
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
+
+    def _supervise(self, children: list[Child]) -> None:
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        while not stopping:
+            for child in children:
+                code = child.process.poll()
+                if code is not None and not (child.name == "simulated" and code == 0):
+                    self.stderr.write(f"{child.name} exited with code {code}; stopping the demo.")
+                    stopping = True
+            time.sleep(0.5)
+        for child in children:
+            if child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children:
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+        self.stdout.write("Demo stopped.")

@@ -1,0 +1,142 @@
+"""Reads for labeling: which tasks a user sees, what is left for a labeler, progress.
+
+Every selector runs a constant number of queries (annotations and subqueries, no per-row
+Python loops), so the labeling API stays fast however many tasks and comparisons exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from labeling.models import Assignment, Comparison, InstructionsVersion, Label, Task, TaskLabeler
+
+LIVE_ASSIGNMENT_STATES = (Assignment.State.ACTIVE, Assignment.State.SUBMITTED)
+
+User = AbstractBaseUser | AnonymousUser
+
+
+class Progress(TypedDict):
+    labeled_by_me: int
+    remaining: int
+
+
+def _is_staff(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False))
+
+
+def is_task_labeler(*, user: Any, task_id: int) -> bool:
+    """Staff may label any task; other users only the tasks they are members of."""
+    if _is_staff(user):
+        return True
+    return TaskLabeler.objects.filter(task_id=task_id, labeler_id=user.pk).exists()
+
+
+def labeling_tasks(*, user: Any) -> QuerySet[Task]:
+    """Active tasks the user may label: their memberships, or all active tasks for staff."""
+    tasks = Task.objects.filter(status=Task.Status.ACTIVE)
+    if not _is_staff(user):
+        tasks = tasks.filter(
+            Exists(TaskLabeler.objects.filter(task=OuterRef("pk"), labeler_id=user.pk))
+        )
+    return tasks
+
+
+def get_labeling_task(*, user: Any, task_id: int) -> Task | None:
+    """The task if the user may label it now (one query), else None."""
+    return labeling_tasks(user=user).filter(pk=task_id).first()
+
+
+def get_export_task(*, task_id: int) -> Task | None:
+    return Task.objects.filter(pk=task_id).first()
+
+
+def available_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparison]:
+    """Non-gold open comparisons with a free slot that the labeler has neither leased nor labeled,
+    highest priority first (served by the ``comparison_pool`` index)."""
+    live = Assignment.objects.filter(
+        comparison=OuterRef("pk"), labeler_id=labeler_id, state__in=LIVE_ASSIGNMENT_STATES
+    )
+    labeled = Label.objects.filter(comparison=OuterRef("pk"), labeler_id=labeler_id)
+    return (
+        Comparison.objects.filter(
+            task=task, is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0
+        )
+        .exclude(Exists(live))
+        .exclude(Exists(labeled))
+        .order_by("-priority", "id")
+    )
+
+
+def unseen_gold_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparison]:
+    """Gold comparisons the labeler was never shown (gold ignores overlap and slots)."""
+    seen = Assignment.objects.filter(comparison=OuterRef("pk"), labeler_id=labeler_id)
+    labeled = Label.objects.filter(comparison=OuterRef("pk"), labeler_id=labeler_id)
+    return (
+        Comparison.objects.filter(task=task, is_gold=True)
+        .exclude(status=Comparison.Status.RETIRED)
+        .exclude(Exists(seen))
+        .exclude(Exists(labeled))
+        .order_by("-priority", "id")
+    )
+
+
+def active_lease(*, task: Task, labeler_id: int, now: Any) -> Assignment | None:
+    """The labeler's unexpired lease on the task, if any (newest first)."""
+    return (
+        Assignment.objects.select_related("comparison__prompt")
+        .filter(task=task, labeler_id=labeler_id, state=Assignment.State.ACTIVE, expires_at__gt=now)
+        .order_by("-leased_at", "-id")
+        .first()
+    )
+
+
+def _count_subquery(qs: QuerySet[Any], group_field: str) -> Coalesce:
+    counted = qs.order_by().values(group_field).annotate(c=Count("pk")).values("c")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def labeling_progress(*, task: Task, labeler_id: int) -> Progress:
+    """Labels the labeler gave on the task (skips excluded) and comparisons still open to them."""
+    labeled_by_me = (
+        Label.objects.filter(task=task, labeler_id=labeler_id).exclude(kind=Label.Kind.SKIP).count()
+    )
+    remaining = available_comparisons(task=task, labeler_id=labeler_id).count()
+    return {"labeled_by_me": labeled_by_me, "remaining": remaining}
+
+
+def current_instructions(*, task_id: int) -> InstructionsVersion | None:
+    return InstructionsVersion.objects.filter(task_id=task_id).order_by("-version").first()
+
+
+def task_list_for_user(*, user: Any) -> QuerySet[Task]:
+    """Labeling tasks annotated with the latest instructions and the user's progress; the whole
+    list costs one query."""
+    labels = Label.objects.filter(task=OuterRef("pk"), labeler_id=user.pk).exclude(
+        kind=Label.Kind.SKIP
+    )
+    live = Assignment.objects.filter(
+        comparison=OuterRef("pk"), labeler_id=user.pk, state__in=LIVE_ASSIGNMENT_STATES
+    )
+    labeled = Label.objects.filter(comparison=OuterRef("pk"), labeler_id=user.pk)
+    open_comparisons = (
+        Comparison.objects.filter(
+            task=OuterRef("pk"), is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0
+        )
+        .exclude(Exists(live))
+        .exclude(Exists(labeled))
+    )
+    latest = InstructionsVersion.objects.filter(task=OuterRef("pk")).order_by("-version")
+    return (
+        labeling_tasks(user=user)
+        .annotate(
+            labeled_by_me=_count_subquery(labels, "task"),
+            remaining=_count_subquery(open_comparisons, "task"),
+            instructions_version=Subquery(latest.values("version")[:1]),
+            instructions_text=Subquery(latest.values("text")[:1]),
+        )
+        .order_by("id")
+    )

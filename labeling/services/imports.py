@@ -1,0 +1,213 @@
+"""All-or-nothing imports of prompts and comparisons into a task.
+
+Rows are parsed and validated line by line (:mod:`labeling.importers`) and written in
+batches inside one transaction: the first bad line raises :class:`ImportFileError` naming
+it, and the transaction rolls back, so a file imports completely or not at all. Memory
+stays bounded by the batch size (plus a digest per row for duplicate detection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, TypeVar
+
+from django.db import transaction
+
+from labeling.importers import (
+    ComparisonRow,
+    ImportFileError,
+    PromptRow,
+    parse_comparisons_jsonl,
+    parse_prompts_csv,
+    parse_prompts_jsonl,
+)
+from labeling.models import Comparison, Prompt, Task
+
+BATCH_SIZE = 1000
+Progress = Callable[[int], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    rows: int
+    prompts_created: int
+    comparisons_created: int = 0
+
+
+def _batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@transaction.atomic
+def import_prompts(
+    *,
+    task: Task,
+    stream: IO[bytes],
+    file_format: str = "jsonl",
+    split: str | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import prompts; ``split`` (train/eval) applies to rows that do not name their own."""
+    if split is not None and split not in Prompt.Split.values:
+        raise ImportFileError(f"split must be one of {', '.join(Prompt.Split.values)}")
+    if file_format not in ("jsonl", "csv"):
+        raise ImportFileError(f"unsupported format {file_format!r}: use jsonl or csv")
+    rows = parse_prompts_csv(stream) if file_format == "csv" else parse_prompts_jsonl(stream)
+    total = 0
+    for batch in _batches(rows, BATCH_SIZE):
+        _check_prompts_are_new(task, batch)
+        Prompt.objects.bulk_create(
+            [
+                Prompt(
+                    task=task,
+                    text=row.text,
+                    token_ids=row.token_ids,
+                    external_id=row.external_id,
+                    split=row.split or split or Prompt.Split.TRAIN,
+                )
+                for row in batch
+            ],
+            batch_size=BATCH_SIZE,
+        )
+        total += len(batch)
+        if progress:
+            progress(total)
+    if total == 0:
+        raise ImportFileError("the file has no rows")
+    return ImportResult(rows=total, prompts_created=total)
+
+
+def _check_prompts_are_new(task: Task, batch: list[PromptRow]) -> None:
+    ids = {row.external_id for row in batch if row.external_id}
+    taken_ids = set(
+        Prompt.objects.filter(task=task, external_id__in=ids).values_list("external_id", flat=True)
+    )
+    taken_texts = set(
+        Prompt.objects.filter(task=task, text__in={row.text for row in batch}).values_list(
+            "text", flat=True
+        )
+    )
+    for row in batch:
+        if row.external_id in taken_ids:
+            raise ImportFileError(
+                f"duplicate: prompt id {row.external_id!r} already exists in this task", row.line
+            )
+        if row.text in taken_texts:
+            raise ImportFileError(
+                "duplicate: this prompt text already exists in this task", row.line
+            )
+
+
+@transaction.atomic
+def import_comparisons(
+    *, task: Task, stream: IO[bytes], progress: Progress | None = None
+) -> ImportResult:
+    """Import comparisons of K samples; prompts are matched by id (or text) or created."""
+    from training.models import PolicyVersion
+
+    versions = dict(PolicyVersion.objects.filter(task=task).values_list("number", "id"))
+    resolver = _PromptResolver(task)
+    total = 0
+    for batch in _batches(parse_comparisons_jsonl(stream, k=task.k), BATCH_SIZE):
+        prompts = resolver.resolve(batch)
+        _check_comparisons_are_new(task, batch, prompts)
+        objects = []
+        for row, prompt_id in zip(batch, prompts, strict=True):
+            if row.policy_version is not None and row.policy_version not in versions:
+                raise ImportFileError(
+                    f"policy version {row.policy_version} does not exist for this task", row.line
+                )
+            objects.append(
+                Comparison(
+                    task=task,
+                    prompt_id=prompt_id,
+                    k=task.k,
+                    samples=row.samples,
+                    sample_token_ids=row.sample_token_ids,
+                    policy_version_id=(
+                        versions[row.policy_version] if row.policy_version is not None else None
+                    ),
+                    overlap=task.labels_per_comparison,
+                    open_slots=task.labels_per_comparison,
+                    is_gold=row.gold_choice is not None,
+                    gold_choice=row.gold_choice,
+                )
+            )
+        Comparison.objects.bulk_create(objects, batch_size=BATCH_SIZE)
+        total += len(batch)
+        if progress:
+            progress(total)
+    if total == 0:
+        raise ImportFileError("the file has no rows")
+    return ImportResult(rows=total, prompts_created=resolver.created, comparisons_created=total)
+
+
+class _PromptResolver:
+    """Maps a row's prompt (by id, else by text) to a prompt of the task, creating it once."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.by_id: dict[str, int] = {}
+        self.by_text: dict[str, int] = {}
+        self.created = 0
+
+    def resolve(self, batch: list[ComparisonRow]) -> list[int]:
+        ids = {r.prompt_id for r in batch if r.prompt_id and r.prompt_id not in self.by_id}
+        texts = {r.prompt for r in batch if not r.prompt_id and r.prompt not in self.by_text}
+        existing = Prompt.objects.filter(task=self.task)
+        id_texts: dict[str, str] = {}
+        for pk, external_id, text in existing.filter(external_id__in=ids).values_list(
+            "pk", "external_id", "text"
+        ):
+            self.by_id[external_id] = pk
+            id_texts[external_id] = text
+        for pk, text in existing.filter(text__in=texts).order_by("-id").values_list("pk", "text"):
+            self.by_text[text] = pk
+        result = []
+        for row in batch:
+            if row.prompt_id:
+                if row.prompt_id in id_texts and id_texts[row.prompt_id] != row.prompt:
+                    raise ImportFileError(
+                        f"prompt id {row.prompt_id!r} exists with a different text", row.line
+                    )
+                if row.prompt_id not in self.by_id:
+                    self.by_id[row.prompt_id] = self._create(row)
+                result.append(self.by_id[row.prompt_id])
+            else:
+                if row.prompt not in self.by_text:
+                    self.by_text[row.prompt] = self._create(row)
+                result.append(self.by_text[row.prompt])
+        return result
+
+    def _create(self, row: ComparisonRow) -> int:
+        prompt = Prompt.objects.create(
+            task=self.task,
+            text=row.prompt,
+            token_ids=row.prompt_token_ids,
+            external_id=row.prompt_id,
+        )
+        self.created += 1
+        return prompt.pk
+
+
+def _check_comparisons_are_new(task: Task, batch: list[ComparisonRow], prompts: list[int]) -> None:
+    existing: set[tuple[int, tuple[str, ...]]] = {
+        (prompt_id, tuple(samples))
+        for prompt_id, samples in Comparison.objects.filter(
+            task=task, prompt_id__in=set(prompts)
+        ).values_list("prompt_id", "samples")
+    }
+    for row, prompt_id in zip(batch, prompts, strict=True):
+        if (prompt_id, tuple(row.samples)) in existing:
+            raise ImportFileError(
+                "duplicate: this comparison (same prompt and samples) already exists", row.line
+            )

@@ -1,0 +1,147 @@
+"""Leasing comparisons to labelers, safely under concurrency.
+
+A comparison has ``overlap`` slots; ``open_slots`` counts those neither leased nor labeled.
+Taking a slot is a conditional ``UPDATE ... SET open_slots = open_slots - 1 WHERE open_slots > 0``
+on a row picked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so concurrent labelers
+never take the same slot and never wait on each other's rows. On SQLite, row locks do not exist:
+the settings open every transaction with ``BEGIN IMMEDIATE`` so writers serialize there.
+
+Gold comparisons ignore overlap: any labeler who has not seen one may get it, no slot is taken.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labeling import selectors
+from labeling.models import Assignment, Comparison, Task
+
+_CLAIM_ATTEMPTS = 3
+
+
+class LeasingError(Exception):
+    """Base class of leasing errors (mapped to 4xx by the API)."""
+
+
+class TaskNotActive(LeasingError):
+    pass
+
+
+def _locking() -> bool:
+    return bool(connection.features.has_select_for_update_skip_locked)
+
+
+def _claim_open_slot(*, task: Task, labeler_id: int) -> int | None:
+    """Take one slot of the best available comparison; its id, or None when none is left."""
+    candidates = selectors.available_comparisons(task=task, labeler_id=labeler_id)
+    if _locking():
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    for _ in range(_CLAIM_ATTEMPTS):
+        comparison_id = candidates.values_list("pk", flat=True).first()
+        if comparison_id is None:
+            return None
+        taken = Comparison.objects.filter(pk=comparison_id, open_slots__gt=0).update(
+            open_slots=F("open_slots") - 1
+        )
+        if taken:
+            return comparison_id
+    return None
+
+
+def _claim_gold(*, task: Task, labeler_id: int) -> int | None:
+    return (
+        selectors.unseen_gold_comparisons(task=task, labeler_id=labeler_id)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _create_assignment(
+    *, task: Task, labeler_id: int, comparison_id: int, now: datetime, rng: random.Random
+) -> Assignment:
+    comparison = Comparison.objects.select_related("prompt").get(pk=comparison_id)
+    permutation = list(range(comparison.k))
+    rng.shuffle(permutation)
+    assignment = Assignment.objects.create(
+        comparison=comparison,
+        labeler_id=labeler_id,
+        task=task,
+        permutation=permutation,
+        expires_at=now + timedelta(seconds=task.lease_seconds),
+    )
+    return assignment
+
+
+@transaction.atomic
+def lease_next(
+    *,
+    task: Task,
+    labeler: Any,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> Assignment | None:
+    """The labeler's next comparison on the task as a lease, or None when nothing is left.
+
+    Returns the labeler's unexpired lease if they hold one; otherwise, with probability
+    ``task.gold_rate``, a gold comparison they have not seen; otherwise a slot of the
+    highest-priority open comparison they have not leased or labeled. When the pool looks
+    empty, expired leases of the task are reclaimed once and the pool is tried again.
+    """
+    if task.status != Task.Status.ACTIVE:
+        raise TaskNotActive(f"task {task.pk} is not active")
+    now = now or timezone.now()
+    rng = rng or random.Random()
+    labeler_id = labeler.pk
+
+    existing = selectors.active_lease(task=task, labeler_id=labeler_id, now=now)
+    if existing is not None:
+        return existing
+
+    comparison_id = None
+    if task.gold_rate > 0 and rng.random() < task.gold_rate:
+        comparison_id = _claim_gold(task=task, labeler_id=labeler_id)
+    if comparison_id is None:
+        comparison_id = _claim_open_slot(task=task, labeler_id=labeler_id)
+    if comparison_id is None and reclaim_expired_leases(task=task, now=now):
+        comparison_id = _claim_open_slot(task=task, labeler_id=labeler_id)
+    if comparison_id is None:
+        return None
+    return _create_assignment(
+        task=task, labeler_id=labeler_id, comparison_id=comparison_id, now=now, rng=rng
+    )
+
+
+@transaction.atomic
+def reclaim_expired_leases(*, task: Task | None = None, now: datetime | None = None) -> int:
+    """Mark active leases past their expiry as expired and give their slots back; how many.
+
+    Leases locked by a concurrent submission are skipped (the submission wins). A constant
+    number of queries: one lock-and-read, one update of the leases, one update per distinct
+    number of leases reclaimed on a comparison (at most the overlap).
+    """
+    now = now or timezone.now()
+    expired = Assignment.objects.filter(state=Assignment.State.ACTIVE, expires_at__lte=now)
+    if task is not None:
+        expired = expired.filter(task=task)
+    if _locking():
+        expired = expired.select_for_update(skip_locked=True, of=("self",))
+    rows = list(expired.values_list("pk", "comparison_id", "comparison__is_gold"))
+    if not rows:
+        return 0
+    reclaimed = Assignment.objects.filter(
+        pk__in=[pk for pk, _, _ in rows], state=Assignment.State.ACTIVE
+    ).update(state=Assignment.State.EXPIRED)
+    per_comparison = Counter(cid for _, cid, is_gold in rows if not is_gold)
+    by_count: dict[int, list[int]] = {}
+    for comparison_id, n in per_comparison.items():
+        by_count.setdefault(n, []).append(comparison_id)
+    for n, comparison_ids in by_count.items():
+        Comparison.objects.filter(pk__in=comparison_ids).update(open_slots=F("open_slots") + n)
+    return reclaimed

@@ -1,0 +1,209 @@
+"""Task configuration: settings validation, versioned instructions, membership, gold labels,
+and the researchers' role."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
+
+RESEARCHERS_GROUP = "Researchers"
+SCHEDULE_KEYS = ("n0", "n", "episodes", "retrains")
+MAX_QUERY_LENGTH = 4096
+MAX_RESPONSE_LENGTH = 2048
+LEASE_SECONDS_RANGE = (30, 7 * 24 * 3600)
+
+# app_label -> model -> actions. Researchers configure and label gold; they never edit labels.
+RESEARCHER_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "labeling": {
+        "task": ("add", "change", "view"),
+        "tasklabeler": ("add", "change", "delete", "view"),
+        "instructionsversion": ("add", "view"),
+        "prompt": ("add", "change", "delete", "view"),
+        "comparison": ("add", "change", "view"),
+        "assignment": ("view",),
+        "label": ("view",),
+    },
+    "training": {
+        "policyversion": ("change", "view"),
+        "rewardmodelversion": ("view",),
+        "trainingrun": ("view",),
+    },
+    "auth": {"user": ("view",)},
+}
+
+
+def validate_training_settings(data: Any) -> None:
+    """Raise ValueError unless ``data`` is a valid training-settings object.
+
+    ``{"preset"?: name, "sampling"?: {...}, "reward"?: {...}, "ppo"?: {...}}``, checked by
+    the torch-free :mod:`training.ml.config` dataclasses.
+    """
+    from training.ml.config import PRESETS, TrainingConfig
+
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object")
+    rest = dict(data)
+    base = rest.pop("preset", None)
+    if base is not None and base not in PRESETS:
+        raise ValueError(f"preset: unknown preset {base!r} (known: {', '.join(PRESETS)})")
+    TrainingConfig.from_dict(rest, base=base)
+
+
+def validate_schedule(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object")
+    unknown = sorted(set(data) - set(SCHEDULE_KEYS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key (known: {', '.join(SCHEDULE_KEYS)})")
+    for key, value in data.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key}: must be a non-negative integer")
+    if "n0" in data and "n" in data and data["n0"] > data["n"]:
+        raise ValueError("n0: must be <= n")
+
+
+def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
+    """Field -> message for every invalid task setting among ``values`` (pure, no DB)."""
+    errors: dict[str, str] = {}
+
+    def check(name: str, ok: bool, message: str) -> None:
+        if name in values and values[name] is not None and name not in errors and not ok:
+            errors[name] = message
+
+    v = values.get
+    check("k", 2 <= (v("k") or 0) <= MAX_K, f"K must be between 2 and {MAX_K}.")
+    check(
+        "query_length",
+        1 <= (v("query_length") or 0) <= MAX_QUERY_LENGTH,
+        f"Query length must be between 1 and {MAX_QUERY_LENGTH} tokens.",
+    )
+    check(
+        "response_length",
+        1 <= (v("response_length") or 0) <= MAX_RESPONSE_LENGTH,
+        f"Response length must be between 1 and {MAX_RESPONSE_LENGTH} tokens.",
+    )
+    check("temperature", (v("temperature") or 0) > 0, "Temperature must be greater than 0.")
+    if v("response_length") and "response_length" not in errors:
+        check(
+            "truncation_min_position",
+            0 <= int(v("truncation_min_position") or 0) < int(v("response_length") or 0),
+            "The truncation minimum position must be less than the response length.",
+        )
+    check(
+        "labels_per_comparison",
+        (v("labels_per_comparison") or 0) >= 1,
+        "Overlap (labels per comparison) must be at least 1.",
+    )
+    check("gold_rate", 0 <= (v("gold_rate") or 0) <= 1, "Gold rate must be between 0 and 1.")
+    check("label_budget", (v("label_budget") or 0) >= 1, "The label budget must be at least 1.")
+    low, high = LEASE_SECONDS_RANGE
+    check(
+        "lease_seconds",
+        low <= (v("lease_seconds") or 0) <= high,
+        f"Lease seconds must be between {low} and {high}.",
+    )
+    check(
+        "agreement_threshold",
+        0 <= (v("agreement_threshold") or 0) <= 1,
+        "The agreement threshold must be between 0 and 1.",
+    )
+    for name, validator in (
+        ("training_settings", validate_training_settings),
+        ("schedule", validate_schedule),
+    ):
+        if name in values and values[name] is not None:
+            try:
+                validator(values[name])
+            except ValueError as error:
+                errors[name] = f"Invalid {name.replace('_', ' ')}: {error}"
+    return errors
+
+
+def validate_task(task: Task) -> None:
+    """Raise ValidationError (field -> message) for an invalid task."""
+    names = [
+        "k",
+        "query_length",
+        "response_length",
+        "temperature",
+        "truncation_min_position",
+        "labels_per_comparison",
+        "gold_rate",
+        "label_budget",
+        "lease_seconds",
+        "agreement_threshold",
+        "training_settings",
+        "schedule",
+    ]
+    errors = task_settings_errors({name: getattr(task, name) for name in names})
+    if errors:
+        raise ValidationError(errors)
+
+
+def current_instructions(task: Task) -> InstructionsVersion | None:
+    return InstructionsVersion.objects.filter(task=task).order_by("-version").first()
+
+
+@transaction.atomic
+def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
+    """Create a new instructions version when ``text`` differs from the current one.
+
+    Old versions are never edited (labels point at the version their labeler saw).
+    Returns the new version, or None when nothing changed.
+    """
+    text = text.replace("\r\n", "\n").strip()
+    Task.objects.select_for_update().filter(pk=task.pk).first()  # serialize version numbers
+    current = current_instructions(task)
+    if current is not None and current.text == text:
+        return None
+    if current is None and not text:
+        return None
+    return InstructionsVersion.objects.create(
+        task=task, version=(current.version + 1) if current else 1, text=text
+    )
+
+
+@transaction.atomic
+def add_labeler(*, task: Task, labeler: AbstractBaseUser) -> TaskLabeler:
+    membership, _ = TaskLabeler.objects.get_or_create(task=task, labeler=labeler)
+    return membership
+
+
+@transaction.atomic
+def remove_labeler(*, task: Task, labeler: AbstractBaseUser) -> None:
+    TaskLabeler.objects.filter(task=task, labeler=labeler).delete()
+
+
+@transaction.atomic
+def set_gold_choice(*, comparison: Comparison, choice: int | None) -> Comparison:
+    """Record the researchers' best sample (``None`` removes the comparison from gold)."""
+    comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
+    if choice is not None and not 0 <= choice < comparison.k:
+        raise ValidationError({"gold_choice": f"Choose a sample between 1 and {comparison.k}."})
+    comparison.gold_choice = choice
+    comparison.is_gold = choice is not None
+    comparison.save(update_fields=["gold_choice", "is_gold"])
+    return comparison
+
+
+@transaction.atomic
+def setup_researcher_group() -> Group:
+    """Create or update the Researchers group with exactly its model permissions."""
+    group, _ = Group.objects.get_or_create(name=RESEARCHERS_GROUP)
+    wanted = []
+    for app_label, models in RESEARCHER_PERMISSIONS.items():
+        for model, actions in models.items():
+            for action in actions:
+                wanted.append(
+                    Permission.objects.get(
+                        content_type__app_label=app_label, codename=f"{action}_{model}"
+                    )
+                )
+    group.permissions.set(wanted)
+    return group

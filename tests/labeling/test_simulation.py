@@ -1,0 +1,70 @@
+import random
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from labeling.models import Label
+from labeling.simulation import (
+    copy_fraction,
+    prefer_copy,
+    prefer_length,
+    prefer_random,
+    prefer_sentiment,
+    sentiment_score,
+)
+from tests.factories import ComparisonFactory, TaskFactory
+
+RNG = random.Random(0)
+
+
+def test_sentiment_prefers_the_most_positive_sample():
+    samples = ["It was awful and sad.", "It was a wonderful, happy day!", "It was a day."]
+    assert prefer_sentiment("Tell me", samples, RNG) == 1
+    assert sentiment_score(samples[1]) > 0.5 > sentiment_score(samples[2]) > sentiment_score(
+        samples[0]
+    )
+
+
+def test_length_prefers_the_longest_sample_first_on_ties():
+    assert prefer_length("", ["ab", "abcd ", "abcd", "a"], RNG) == 1
+    assert prefer_length("", ["xy", "yz"], RNG) == 0
+
+
+def test_copy_fraction_counts_ngrams_found_in_the_prompt():
+    prompt = "the cat sat on the mat today"
+    assert copy_fraction(prompt, "the cat sat on the mat") == 1.0
+    assert copy_fraction(prompt, "the cat sat elsewhere now") == pytest.approx(1 / 3)
+    assert copy_fraction(prompt, "") == 0.0
+    assert copy_fraction(prompt, "cat") == 1.0  # short samples use shorter n-grams
+    assert prefer_copy(prompt, ["a dog ran", "the cat sat on it"], RNG) == 1
+
+
+def test_random_preference_is_in_range_and_seeded():
+    picks = [prefer_random("", ["a", "b", "c"], random.Random(1)) for _ in range(5)]
+    assert len(set(picks)) == 1 and 0 <= picks[0] < 3
+
+
+@pytest.mark.slow
+def test_simulate_labelers_labels_through_the_api(live_server, capsys):
+    task = TaskFactory(k=3)
+    positive = "What a wonderful, lovely and happy day."
+    for _ in range(6):
+        ComparisonFactory(task=task, samples=["A bad, awful day.", positive, "A day."])
+    call_command(
+        "simulate_labelers", "--task", str(task.pk), "--labelers", "2",
+        "--preference", "sentiment", "--url", live_server.url, "--limit", "5",
+    )
+    assert '"labels": 5' in capsys.readouterr().out
+    labels = Label.objects.filter(task=task)
+    assert labels.count() == 5
+    assert {label.choice for label in labels} == {1}  # the sample index, whatever the order shown
+    assert labels.values("labeler").distinct().count() <= 2
+    # Exhausted task: the remaining comparison gets labeled, then the labelers stop.
+    call_command("simulate_labelers", "--task", str(task.pk), "--labelers", "2",
+                 "--url", live_server.url)
+    assert Label.objects.filter(task=task).count() == 6
+
+
+def test_simulate_labelers_rejects_a_missing_task(db):
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("simulate_labelers", "--task", "999999")

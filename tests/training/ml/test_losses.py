@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from training.ml.kl_control import AdaptiveKLController, FixedKLController
+from training.ml.losses import (
+    gae,
+    kl_penalized_rewards,
+    kway_accuracy,
+    kway_reward_loss,
+    normalization_gain_bias,
+    ppo_policy_loss,
+    ppo_value_loss,
+    whiten,
+)
+
+
+def test_kway_loss_matches_hand_computation():
+    rewards = torch.tensor([[1.0, 2.0, 0.0, -1.0], [0.5, 0.5, 0.5, 0.5]])
+    best = torch.tensor([1, 3])
+    row0 = -(2.0 - math.log(math.exp(1) + math.exp(2) + math.exp(0) + math.exp(-1)))
+    row1 = math.log(4)
+    assert kway_reward_loss(rewards, best).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    assert kway_accuracy(rewards, torch.tensor([1, 0])).item() == 1.0
+
+
+def test_gae_gamma1_hand_computation():
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 5.0]])
+    values = torch.tensor([[0.5, 0.2, 0.1, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # last token is padding
+    lam = 0.5
+    d2 = 1.0 - 0.1
+    d1 = 0.0 + 0.1 - 0.2
+    d0 = 0.0 + 0.2 - 0.5
+    a2, a1 = d2, d1 + lam * d2
+    a0 = d0 + lam * a1
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=lam)
+    assert torch.allclose(adv, torch.tensor([[a0, a1, a2, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[a0 + 0.5, a1 + 0.2, a2 + 0.1, 0.0]]))
+
+
+def test_gae_lambda1_is_monte_carlo_return():
+    rewards = torch.tensor([[1.0, 2.0, 3.0]])
+    values = torch.tensor([[0.3, -0.2, 0.7]])
+    adv, ret = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    assert torch.allclose(ret, torch.tensor([[6.0, 5.0, 3.0]]))
+
+
+def test_whiten_with_and_without_mean_shift():
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    centered = whiten(x, mask)
+    assert centered[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-6)
+    assert centered[0, 3] == 0
+    kept = whiten(x, mask, shift_mean=False)
+    assert kept[0, :3].tolist() == pytest.approx([1.0, 2.0, 3.0], abs=1e-6)  # std of 1,2,3 is 1
+    y = torch.randn(50) * 3 + 7
+    w = whiten(y, shift_mean=False)
+    assert w.mean().item() == pytest.approx(y.mean().item(), abs=1e-5)
+    assert (w - w.mean()).std().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_adaptive_kl_controller_updates():
+    ctl = AdaptiveKLController(0.15, target=6.0, horizon=10_000)
+    ctl.update(current_kl=9.0, n_steps=512)  # error 0.5 clipped to 0.2
+    assert ctl.value == pytest.approx(0.15 * (1 + 0.2 * 512 / 10_000))
+    ctl.update(current_kl=5.4, n_steps=1000)  # error -0.1
+    assert ctl.value == pytest.approx(0.15 * (1 + 0.2 * 0.0512) * (1 - 0.1 * 0.1))
+    ctl.update(current_kl=0.0, n_steps=10_000)  # error -1 clipped to -0.2
+    assert ctl.value == pytest.approx(0.15 * 1.01024 * 0.99 * 0.8)
+    fixed = FixedKLController(0.02)
+    assert fixed.update(100.0, 512) == 0.02
+    restored = AdaptiveKLController(1.0, 6.0, 10_000)
+    restored.load_state_dict(ctl.state_dict())
+    assert restored.value == ctl.value
+
+
+def test_kl_penalized_rewards_put_score_at_last_token():
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]])
+    ref = torch.tensor([[-1.5, -2.0, -2.0], [-2.0, -2.0, -2.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    scores = torch.tensor([2.0, -1.0])
+    rewards, kl = kl_penalized_rewards(logp, ref, scores, mask, beta=0.1)
+    assert torch.allclose(kl, torch.tensor([[0.5, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    assert torch.allclose(rewards, torch.tensor([[-0.05, 2.0, 0.0], [-0.1, -0.1, -1.1]]))
+
+
+def test_ppo_losses_clip():
+    old = torch.zeros(1, 2)
+    logp = torch.log(torch.tensor([[1.5, 0.9]]))
+    adv = torch.tensor([[1.0, 1.0]])
+    loss, clipfrac, _ = ppo_policy_loss(logp, old, adv, torch.ones(1, 2), 0.2)
+    # token 0: ratio 1.5 -> clipped to 1.2 (min of the objective); token 1: ratio 0.9 kept
+    assert loss.item() == pytest.approx(-(1.2 + 0.9) / 2)
+    assert clipfrac.item() == pytest.approx(0.5)
+    vloss, vclip = ppo_value_loss(
+        torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.ones(1, 1), 0.2
+    )
+    assert vloss.item() == pytest.approx(0.5 * 1.0) and vclip.item() == 0.0
+    vloss, vclip = ppo_value_loss(
+        torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[2.0]]), torch.ones(1, 1), 0.2
+    )
+    assert vloss.item() == pytest.approx(0.5 * 1.8**2) and vclip.item() == 1.0
+
+
+def test_reward_normalization_gain_bias():
+    raw = torch.randn(256) * 4.0 + 3.0
+    gain, bias = normalization_gain_bias(raw)
+    normalized = raw.double() * gain + bias
+    assert normalized.mean().item() == pytest.approx(0.0, abs=1e-9)
+    assert normalized.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-6)

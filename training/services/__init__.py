@@ -1,0 +1,56 @@
+"""Writes of the training loop (keyword-only, typed, atomic). Reads are in training.selectors."""
+
+from training.services.comparisons import (
+    EvalRow,
+    SampledComparison,
+    create_comparisons,
+    sampling_deficit,
+    store_comparison_scores,
+    store_eval_samples,
+)
+from training.services.loop import TickResult, tick
+from training.services.runs import (
+    append_run_metrics,
+    claim_run,
+    fail_run,
+    heartbeat,
+    reap_stale_runs,
+    schedule_run,
+    set_checkpoint,
+    succeed_run_without_output,
+)
+from training.services.versions import (
+    VersionError,
+    ensure_base_policy,
+    promote_policy_version,
+    publish_policy_version,
+    publish_reward_model_version,
+    retire_superseded_comparisons,
+    rollback_policy,
+)
+
+__all__ = [
+    "EvalRow",
+    "SampledComparison",
+    "TickResult",
+    "VersionError",
+    "append_run_metrics",
+    "claim_run",
+    "create_comparisons",
+    "ensure_base_policy",
+    "fail_run",
+    "heartbeat",
+    "promote_policy_version",
+    "publish_policy_version",
+    "publish_reward_model_version",
+    "reap_stale_runs",
+    "retire_superseded_comparisons",
+    "rollback_policy",
+    "sampling_deficit",
+    "schedule_run",
+    "set_checkpoint",
+    "store_comparison_scores",
+    "store_eval_samples",
+    "succeed_run_without_output",
+    "tick",
+]

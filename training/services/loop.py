@@ -1,0 +1,93 @@
+"""The scheduler: one ``tick`` per task decides what the workers do next.
+
+A tick is cheap (a handful of queries) and idempotent: it may run on every label commit, on
+every beat, twice at once. It (1) fails runs whose worker died, (2) reclaims expired leases,
+(3) keeps ``buffer`` unlabeled comparisons from the promoted policy open, (4) queues a
+reward-model retrain when the label count reached the next threshold, and (5) queues the next
+PPO chunk once a reward model exists and l(n) labels do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from labeling.models import Task
+from labeling.services.leasing import reclaim_expired_leases
+from training import schedule as loop_schedule
+from training import selectors
+from training.models import TrainingRun
+from training.services.runs import reap_stale_runs, schedule_run
+from training.services.versions import ensure_base_policy, retire_superseded_comparisons
+
+logger = logging.getLogger(__name__)
+
+
+def stale_seconds() -> int:
+    return int(getattr(settings, "TRAINING_STALE_SECONDS", 300))
+
+
+@dataclass
+class TickResult:
+    task_id: int
+    skipped: str = ""
+    reaped: list[int] = field(default_factory=list)
+    reclaimed: int = 0
+    sample: int = 0
+    reward_run: int | None = None
+    policy_run: int | None = None
+
+
+def _enqueue_sampling(*, task_id: int, policy_version_id: int, n: int) -> None:
+    from training import tasks
+
+    tasks.sample_comparisons.delay_on_commit(task_id, policy_version_id, n)
+
+
+@transaction.atomic
+def tick(*, task_id: int) -> TickResult:
+    result = TickResult(task_id=task_id)
+    task = Task.objects.filter(pk=task_id).first()
+    if task is None or task.status != Task.Status.ACTIVE:
+        result.skipped = "task not active"
+        return result
+    try:
+        schedule = selectors.task_schedule(task=task)
+    except ValueError as error:
+        logger.error("task %s: invalid schedule: %s", task_id, error)
+        result.skipped = str(error)
+        return result
+    result.reaped = reap_stale_runs(stale_seconds=stale_seconds(), task_id=task_id)
+    result.reclaimed = reclaim_expired_leases(task=task)
+
+    ensure_base_policy(task=task)
+    promoted = selectors.promoted_policy(task_id=task_id)
+    if promoted is not None:
+        if schedule.retire_superseded:
+            retire_superseded_comparisons(task=task, keep_version_id=promoted.pk)
+        open_count = selectors.open_comparison_count(task_id=task_id, policy_version_id=promoted.pk)
+        under_budget = task.labels.count() < task.label_budget
+        if open_count < schedule.buffer and under_budget:
+            result.sample = schedule.buffer - open_count
+            _enqueue_sampling(task_id=task_id, policy_version_id=promoted.pk, n=result.sample)
+
+    label_count = selectors.training_label_count(task_id=task_id)
+    reward_model = selectors.latest_reward_model(task_id=task_id)
+    threshold = loop_schedule.due_retrain_threshold(
+        schedule, label_count, reward_model.label_count if reward_model else None
+    )
+    if threshold is not None:
+        run = schedule_run(task=task, kind=TrainingRun.Kind.REWARD, target_label_count=label_count)
+        result.reward_run = run.pk if run else None
+
+    head = selectors.ppo_head(task_id=task_id)
+    episodes_done = head.episodes if head is not None else 0
+    if reward_model is not None and loop_schedule.policy_chunk_due(
+        schedule, episodes_done, label_count
+    ):
+        run = schedule_run(task=task, kind=TrainingRun.Kind.POLICY, target_label_count=label_count)
+        result.policy_run = run.pk if run else None
+    return result
