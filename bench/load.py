@@ -19,7 +19,6 @@ import multiprocessing as mp
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import threading
@@ -123,7 +122,7 @@ def populate(*, labelers: int, comparisons: int, big_labels: int) -> dict[str, A
                 """
                 INSERT INTO labeling_label (comparison_id, labeler_id, task_id, kind, choice, k,
                     display_order, time_spent_ms, created_at)
-                SELECT c.id, u.id, c.task_id, 'choice', (c.id + u.id) % 4, 4, '[0,1,2,3]', 1500,
+                SELECT c.id, u.id, c.task_id, 'choice', (c.id + u.id) %% 4, 4, '[0,1,2,3]', 1500,
                     now()
                 FROM labeling_comparison c CROSS JOIN (SELECT unnest(%s::bigint[]) AS id) u
                 WHERE c.task_id = %s AND c.status = 'complete'
@@ -139,9 +138,9 @@ def populate(*, labelers: int, comparisons: int, big_labels: int) -> dict[str, A
 
 
 def queries_per_pair(task_id: int, token: str) -> dict[str, Any]:
+    from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from django.db import connection
 
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     out: dict[str, Any] = {}
@@ -208,9 +207,7 @@ def client_process(
 ) -> None:
     results: list = []
     threads = [
-        threading.Thread(
-            target=labeler_loop, args=(base, task_id, tok, quota, think_s, i, results)
-        )
+        threading.Thread(target=labeler_loop, args=(base, task_id, tok, quota, think_s, i, results))
         for i, tok in enumerate(tokens)
     ]
     for t in threads:
@@ -225,7 +222,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
 def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]) -> dict:
@@ -251,9 +248,9 @@ def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]
 
         for _ in range(100):
             try:
-                if requests.get(f"{base}/healthz?live=1", timeout=1).status_code == 200:
+                if requests.get(f"{base}/healthz?live=1", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         tokens = info["tokens"]
         quota = -(-args.fetches // len(tokens))
@@ -379,11 +376,13 @@ def main() -> None:
         labelers=args.labelers, comparisons=args.fetches + 200, big_labels=args.big_labels
     )
     report: dict[str, Any] = {"args": vars(args), "cpus": os.cpu_count()}
+    report["loadavg_before"] = os.getloadavg()
     report["queries"] = queries_per_pair(info["task_id"], info["tokens"][0])
     if not args.skip_load:
         load = run_load(args, env, info)
         report["integrity"] = check_integrity(info["task_id"], load.pop("accepted"))
         report["load"] = load
+    report["loadavg_after"] = os.getloadavg()  # other work on the machine skews the figures
     print(json.dumps(report, indent=2, default=str))
 
 

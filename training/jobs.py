@@ -46,6 +46,13 @@ class RunLost(Exception):
     """The run is no longer ours (reaped as stale): stop without publishing."""
 
 
+def _refresh_db() -> None:
+    """After minutes of training the database connection may have gone stale: drop it (not
+    inside a transaction, e.g. a test's)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -138,6 +145,7 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
     if not prompts:
         logger.warning("task %s has no train prompts to sample", task_id)
         return 0
+    prompts = (prompts * (wanted // len(prompts) + 1))[:wanted]  # fewer prompts than wanted
     version = PolicyVersion.objects.get(pk=policy_version_id)
     config = training_config(task)
     model, tokenizer = _cached_model(policy_model_path(task, version))
@@ -145,7 +153,7 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
     if any(isinstance(q, str) for q in queries):
         queries = [p.text for p in prompts]
     samples = sample_responses(model, tokenizer, queries, config.sampling)
-    close_old_connections()
+    _refresh_db()
     created = services.create_comparisons(
         task=task,
         policy_version_id=policy_version_id,
@@ -188,7 +196,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             progress=lambda done, total: check(),
         )
         check()
-    close_old_connections()
+    _refresh_db()
     metrics = {
         "label_count": len(label_ids),
         "held_out_accuracy": result.metrics.get("holdout_accuracy"),
@@ -236,15 +244,16 @@ def score_comparisons(version: RewardModelVersion) -> int:
     if not comparisons:
         return 0
     model, tokenizer, _ = load_reward_model(version.artifact_path)
-    queries = [c.prompt.token_ids for c in comparisons for _ in c.sample_token_ids]
-    responses = [ids for c in comparisons for ids in c.sample_token_ids]
+    pairs = [(list(c.prompt.token_ids or []), list(c.sample_token_ids or [])) for c in comparisons]
+    queries = [query for query, samples in pairs for _ in samples]
+    responses = [ids for _, samples in pairs for ids in samples]
     flat = score_token_ids(model, queries, responses, int(tokenizer.pad_token_id or 0)).tolist()
     scores: dict[int, list[float]] = {}
     position = 0
-    for c in comparisons:
-        scores[c.pk] = flat[position : position + len(c.sample_token_ids)]
-        position += len(c.sample_token_ids)
-    close_old_connections()
+    for c, (_, samples) in zip(comparisons, pairs, strict=True):
+        scores[c.pk] = flat[position : position + len(samples)]
+        position += len(samples)
+    _refresh_db()
     return services.store_comparison_scores(reward_model_version_id=version.pk, scores=scores)
 
 
@@ -320,7 +329,7 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
                 checkpoint_every=1,
             )
         check()
-    close_old_connections()
+    _refresh_db()
     final = ml_checkpoint.latest_checkpoint(state_dir)
     if final is None:
         services.fail_run(run_id=run.pk, error="PPO wrote no checkpoint")
@@ -370,7 +379,7 @@ def write_eval_samples(
         [s.response_token_ids[0] for s in samples],
         int(reward_tokenizer.pad_token_id or 0),
     ).tolist()
-    close_old_connections()
+    _refresh_db()
     return services.store_eval_samples(
         policy_version_id=version.pk,
         reward_model_version_id=reward_model.pk,

@@ -26,3 +26,6 @@ STORAGES = {
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Throttles, login rate limits and the worker heartbeat need a cache shared by all processes.
 CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/2")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis outage must not fail labeling: throttles and login limits fail open (config/cache.py).
+    CACHES["default"]["BACKEND"] = "config.cache.FailOpenRedisCache"

@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling.models import Assignment, Label, Task
+from labeling.selectors import Progress
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -72,7 +73,7 @@ class LeaseSerializer(serializers.Serializer):
     progress = ProgressSerializer()
 
     @staticmethod
-    def payload(assignment: Assignment, progress: dict[str, int]) -> dict[str, Any]:
+    def payload(assignment: Assignment, progress: Progress) -> dict[str, Any]:
         comparison = assignment.comparison
         return {
             "assignment_id": assignment.pk,

@@ -11,4 +11,5 @@ class SettingsScopedRateThrottle(ScopedRateThrottle):
     (or client IP when anonymous) and the view's ``throttle_scope``."""
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
+        return None if rate is None else str(rate)

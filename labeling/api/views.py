@@ -6,7 +6,7 @@ Domain errors raised by the services become 4xx responses ``{"detail": ..., "cod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -18,7 +18,7 @@ from rest_framework import status
 from rest_framework.authtoken.models import Token
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -128,8 +128,8 @@ class NextView(APIView):
             return domain_error(exc)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        progress = selectors.labeling_progress(task=task, labeler_id=request.user.pk)
-        return Response(LeaseSerializer(LeaseSerializer.payload(assignment, dict(progress))).data)
+        progress = selectors.labeling_progress(task=task, labeler_id=assignment.labeler_id)
+        return Response(LeaseSerializer(LeaseSerializer.payload(assignment, progress)).data)
 
 
 class LabelCreateView(APIView):
@@ -168,9 +168,10 @@ class IgnoreFormatParameter(DefaultContentNegotiation):
     """The export's ``?format=`` names the export format, not a DRF renderer."""
 
     def select_renderer(
-        self, request: Request, renderers: list[Any], format_suffix: str | None = None
-    ) -> tuple[Any, str]:
-        return renderers[0], renderers[0].media_type
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
 
 
 def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[str]:

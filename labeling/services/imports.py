@@ -172,7 +172,7 @@ class _PromptResolver:
             id_texts[external_id] = text
         for pk, text in existing.filter(text__in=texts).order_by("-id").values_list("pk", "text"):
             self.by_text[text] = pk
-        result = []
+        missing: dict[tuple[str, str], ComparisonRow] = {}
         for row in batch:
             if row.prompt_id:
                 if row.prompt_id in id_texts and id_texts[row.prompt_id] != row.prompt:
@@ -180,23 +180,32 @@ class _PromptResolver:
                         f"prompt id {row.prompt_id!r} exists with a different text", row.line
                     )
                 if row.prompt_id not in self.by_id:
-                    self.by_id[row.prompt_id] = self._create(row)
-                result.append(self.by_id[row.prompt_id])
-            else:
-                if row.prompt not in self.by_text:
-                    self.by_text[row.prompt] = self._create(row)
-                result.append(self.by_text[row.prompt])
-        return result
+                    missing.setdefault(("id", row.prompt_id), row)
+            elif row.prompt not in self.by_text:
+                missing.setdefault(("text", row.prompt), row)
+        self._create(missing)
+        return [
+            self.by_id[row.prompt_id] if row.prompt_id else self.by_text[row.prompt]
+            for row in batch
+        ]
 
-    def _create(self, row: ComparisonRow) -> int:
-        prompt = Prompt.objects.create(
-            task=self.task,
-            text=row.prompt,
-            token_ids=row.prompt_token_ids,
-            external_id=row.prompt_id,
+    def _create(self, missing: dict[tuple[str, str], ComparisonRow]) -> None:
+        """One multi-row INSERT for the batch's new prompts (primary keys come back)."""
+        created = Prompt.objects.bulk_create(
+            [
+                Prompt(
+                    task=self.task,
+                    text=row.prompt,
+                    token_ids=row.prompt_token_ids,
+                    external_id=row.prompt_id,
+                )
+                for row in missing.values()
+            ],
+            batch_size=BATCH_SIZE,
         )
-        self.created += 1
-        return prompt.pk
+        for (kind, key), prompt in zip(missing, created, strict=True):
+            (self.by_id if kind == "id" else self.by_text)[key] = prompt.pk
+        self.created += len(created)
 
 
 def _check_comparisons_are_new(task: Task, batch: list[ComparisonRow], prompts: list[int]) -> None:

@@ -40,11 +40,18 @@ def _locking() -> bool:
 
 def _claim_open_slot(*, task: Task, labeler_id: int) -> int | None:
     """Take one slot of the best available comparison; its id, or None when none is left."""
-    candidates = selectors.available_comparisons(task=task, labeler_id=labeler_id)
+    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id)
+    candidates = pool
     if _locking():
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        candidates = pool.select_for_update(skip_locked=True, of=("self",))
     for _ in range(_CLAIM_ATTEMPTS):
         comparison_id = candidates.values_list("pk", flat=True).first()
+        if comparison_id is None and _locking():
+            # Every candidate may be locked only for a moment (a concurrent lease, or a skip
+            # giving its slot back): wait for the best one rather than answer "nothing left".
+            comparison_id = (
+                pool.select_for_update(of=("self",)).values_list("pk", flat=True).first()
+            )
         if comparison_id is None:
             return None
         taken = Comparison.objects.filter(pk=comparison_id, open_slots__gt=0).update(

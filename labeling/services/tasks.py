@@ -13,7 +13,6 @@ from django.db import transaction
 from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
 
 RESEARCHERS_GROUP = "Researchers"
-SCHEDULE_KEYS = ("n0", "n", "episodes", "retrains")
 MAX_QUERY_LENGTH = 4096
 MAX_RESPONSE_LENGTH = 2048
 LEASE_SECONDS_RANGE = (30, 7 * 24 * 3600)
@@ -56,16 +55,10 @@ def validate_training_settings(data: Any) -> None:
 
 
 def validate_schedule(data: Any) -> None:
-    if not isinstance(data, dict):
-        raise ValueError("must be a JSON object")
-    unknown = sorted(set(data) - set(SCHEDULE_KEYS))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown key (known: {', '.join(SCHEDULE_KEYS)})")
-    for key, value in data.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{key}: must be a non-negative integer")
-    if "n0" in data and "n" in data and data["n0"] > data["n"]:
-        raise ValueError("n0: must be <= n")
+    """Raise ValueError unless ``data`` is a valid online schedule (see training.schedule)."""
+    from training.schedule import Schedule
+
+    Schedule.from_dict(data)
 
 
 def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:

@@ -64,5 +64,5 @@ def test_production_uses_a_shared_cache_and_exempts_probes_from_https_redirect()
         check=True,
     )
     backend, exempt = result.stdout.strip().splitlines()
-    assert backend == "django.core.cache.backends.redis.RedisCache"
+    assert backend == "config.cache.FailOpenRedisCache"
     assert "healthz" in exempt

@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.slow]
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 
 
-
 @pytest.fixture(autouse=True)
 def _keep_test_connection():
     """As Django's test client does: the WSGI app must not close the connection that holds the

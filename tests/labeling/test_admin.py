@@ -167,7 +167,7 @@ def test_researcher_creates_a_task_with_instructions_and_training_settings(clien
         ("training_settings", '{"rewrd": {}}', "rewrd: unknown key"),
         ("training_settings", '{"preset": "huge"}', "unknown preset 'huge'"),
         ("training_settings", "{not json", "Enter a valid JSON"),
-        ("schedule", '{"n0": 10, "n": 5}', "n0: must be <= n"),
+        ("schedule", '{"n0": 10, "n": 5}', "n: must be >= n0"),
         ("schedule", '{"speed": 1}', "speed: unknown key"),
     ],
 )

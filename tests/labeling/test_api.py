@@ -107,8 +107,9 @@ def test_next_label_until_nothing_is_left(task):
     assert sorted(s["index"] for s in lease["samples"]) == [0, 1, 2]
     assert lease["progress"] == {"labeled_by_me": 0, "remaining": 1}
     # Re-asking returns the same lease.
-    assert client.get(f"/api/v1/tasks/{task.pk}/next/").json()["assignment_id"] == (
-        lease["assignment_id"]
+    assert (
+        client.get(f"/api/v1/tasks/{task.pk}/next/").json()["assignment_id"]
+        == (lease["assignment_id"])
     )
     shown_first = lease["samples"][0]["index"]
     created = post_label(client, lease["comparison_id"], choice=shown_first)

@@ -78,8 +78,13 @@ def latest_model_dir(out_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(
-    out_dir: str | Path, step: int, policy: nn.Module, merged_lm: Any, tokenizer: Any,
-    state: dict[str, Any], keep: int = 2,
+    out_dir: str | Path,
+    step: int,
+    policy: nn.Module,
+    merged_lm: Any,
+    tokenizer: Any,
+    state: dict[str, Any],
+    keep: int = 2,
 ) -> Path:
     """Write checkpoint ``step`` atomically and point LATEST at it; keep the newest ``keep``."""
     out = Path(out_dir)

@@ -59,13 +59,22 @@ def cmd_reward(args: argparse.Namespace) -> dict[str, Any]:
         bar.update(done - bar.n)
 
     result = train_reward_model(
-        labels, args.base, args.out, config.reward, config.sampling,
+        labels,
+        args.base,
+        args.out,
+        config.reward,
+        config.sampling,
         normalization_queries=read_queries(args.queries) if args.queries else None,
-        init_from=args.init_from, progress=progress,
+        init_from=args.init_from,
+        progress=progress,
     )
     bar.close()
-    return {"out_dir": str(result.out_dir), "gain": result.gain, "bias": result.bias,
-            **result.metrics}
+    return {
+        "out_dir": str(result.out_dir),
+        "gain": result.gain,
+        "bias": result.bias,
+        **result.metrics,
+    }
 
 
 def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,12 +87,21 @@ def cmd_policy(args: argparse.Namespace) -> dict[str, Any]:
     def progress(done: int, total: int, metrics: dict[str, float]) -> None:
         bar.total = total
         bar.update(done - bar.n)
-        bar.set_postfix(score=f"{metrics['score']:.3f}", kl=f"{metrics['kl']:.2f}",
-                        beta=f"{metrics['beta']:.3f}")
+        bar.set_postfix(
+            score=f"{metrics['score']:.3f}",
+            kl=f"{metrics['kl']:.2f}",
+            beta=f"{metrics['beta']:.3f}",
+        )
 
     history = train_policy(
-        args.base, args.reward, read_queries(args.queries), args.out, config.ppo,
-        config.sampling, episodes=args.episodes, progress=progress,
+        args.base,
+        args.reward,
+        read_queries(args.queries),
+        args.out,
+        config.ppo,
+        config.sampling,
+        episodes=args.episodes,
+        progress=progress,
         checkpoint_every=args.checkpoint_every,
     )
     bar.close()
@@ -104,21 +122,28 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     queries = read_queries(args.queries)
     bar = _bar(len(queries), "query", True)
     samples = sample_responses(
-        model, tokenizer, queries, sampling, generator=torch.Generator().manual_seed(args.seed),
+        model,
+        tokenizer,
+        queries,
+        sampling,
+        generator=torch.Generator().manual_seed(args.seed),
         progress=lambda done, total: bar.update(done - bar.n),
     )
     bar.close()
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
-    for sample in samples:
-        out.write(json.dumps(dataclasses.asdict(sample)) + "\n")
+    lines = "".join(json.dumps(dataclasses.asdict(sample)) + "\n" for sample in samples)
     if args.out:
-        out.close()
+        Path(args.out).write_text(lines, encoding="utf-8")
+    else:
+        sys.stdout.write(lines)
     return {"queries": len(samples), "k": sampling.k}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.ml.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ml.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:

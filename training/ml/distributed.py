@@ -20,6 +20,8 @@ def init_from_environment() -> None:
     """Join the process group when launched by torchrun (RANK/WORLD_SIZE set)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
 
 

@@ -110,24 +110,44 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Causal LM in eval mode (dropout off: PPO ratios and resume stay exact)."""
+def default_device() -> torch.device:
+    """This process's GPU when there is one (LOCAL_RANK under torchrun), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def load_model(
+    name: str, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> PreTrainedModel:
+    """Causal LM in eval mode (dropout off: PPO ratios and resume stay exact), on ``device``
+    (default: :func:`default_device`)."""
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), dtype=dtype)
+    model.to(torch.device(device) if device is not None else default_device())  # type: ignore[arg-type]
     model.eval()
     return model
 
 
 def load_model_and_tokenizer(
-    name: str, dtype: torch.dtype = torch.float32
+    name: str, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    return load_model(name, dtype), load_tokenizer(name)
+    return load_model(name, dtype, device), load_tokenizer(name)
 
 
-def add_lora(model: PreTrainedModel, rank: int, alpha: float) -> nn.Module:
+def add_lora(model: nn.Module, rank: int, alpha: float) -> nn.Module:
     """Wrap with peft LoRA adapters (peft's default target modules for the architecture)."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,  # type: ignore[arg-type]
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -157,7 +177,10 @@ def cache_argument(module: nn.Module, cache: Any) -> dict[str, Any]:
 
 
 def shared_prompt_hidden_states(
-    model: nn.Module, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+    model: nn.Module,
+    query_ids: Tensor,
+    query_mask: Tensor,
+    response_ids: Tensor,
     response_mask: Tensor,
 ) -> tuple[Tensor, Tensor]:
     """Run the prompt once and its K responses on top of the prompt's key/value cache.
@@ -170,7 +193,9 @@ def shared_prompt_hidden_states(
     k = response_ids.shape[0] // query_ids.shape[0]
     query_positions = (query_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, Tq)
     prompt = trunk(
-        input_ids=query_ids, attention_mask=query_mask, position_ids=query_positions,
+        input_ids=query_ids,
+        attention_mask=query_mask,
+        position_ids=query_positions,
         use_cache=True,
     )
     cache = prompt.past_key_values
@@ -183,8 +208,11 @@ def shared_prompt_hidden_states(
         [query_mask.repeat_interleave(k, 0), response_mask.to(query_mask.dtype)], dim=1
     )
     responses = trunk(
-        input_ids=response_ids, attention_mask=full_mask, position_ids=response_positions,
-        use_cache=False, **cache_argument(trunk, cache),
+        input_ids=response_ids,
+        attention_mask=full_mask,
+        position_ids=response_positions,
+        use_cache=False,
+        **cache_argument(trunk, cache),
     )
     return prompt.last_hidden_state[:, -1], responses.last_hidden_state
 
@@ -226,7 +254,7 @@ class PolicyWithValue(nn.Module):
     def __init__(self, lm: nn.Module, reference: PreTrainedModel | None = None) -> None:
         super().__init__()
         self.lm = lm
-        self.value_head = ScalarHead(hidden_size(lm), zero_init=True)
+        self.value_head = ScalarHead(hidden_size(lm), zero_init=True).to(model_device(lm))
         if reference is None and not is_lora(lm):
             raise ValueError("a full-model policy needs a frozen reference copy")
         self._reference = [reference] if reference is not None else []  # not a submodule
@@ -239,8 +267,13 @@ class PolicyWithValue(nn.Module):
         return self.lm, self.lm.disable_adapter()  # type: ignore[operator]
 
     def logits_and_values(
-        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
-        response_mask: Tensor, temperature: float, with_values: bool = True,
+        self,
+        query_ids: Tensor,
+        query_mask: Tensor,
+        response_ids: Tensor,
+        response_mask: Tensor,
+        temperature: float,
+        with_values: bool = True,
         reference: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Logits / temperature for each response token (B*K, R, V) and values (B*K, R)."""
@@ -259,12 +292,16 @@ class RewardModel(nn.Module):
     """LM trunk plus a scalar head read at the last response token; ``gain * raw + bias`` is
     the normalized reward (mean 0, std 1 over samples of the original policy)."""
 
+    gain: Tensor
+    bias: Tensor
+
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
         self.lm = lm
-        self.head = ScalarHead(hidden_size(lm))
-        self.register_buffer("gain", torch.tensor(1.0, dtype=torch.float64))
-        self.register_buffer("bias", torch.tensor(0.0, dtype=torch.float64))
+        device = model_device(lm)
+        self.head = ScalarHead(hidden_size(lm)).to(device)
+        self.register_buffer("gain", torch.tensor(1.0, dtype=torch.float64, device=device))
+        self.register_buffer("bias", torch.tensor(0.0, dtype=torch.float64, device=device))
 
     def raw_rewards(
         self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
@@ -280,6 +317,10 @@ class RewardModel(nn.Module):
         last = response_mask.long().sum(-1)  # (B*K,)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         return self.head(hidden[rows, last])
+
+    @property
+    def device(self) -> torch.device:
+        return self.gain.device
 
     def normalize(self, raw: Tensor) -> Tensor:
         return (raw.double() * self.gain + self.bias).float()

@@ -12,14 +12,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from . import distributed
-from .checkpoint import load_checkpoint, latest_checkpoint, rng_state, restore_rng_state
-from .checkpoint import save_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from .config import PPOConfig, SamplingConfig
 from .kl_control import AdaptiveKLController, FixedKLController
 from .losses import (
@@ -32,7 +37,14 @@ from .losses import (
     ppo_value_loss,
     whiten,
 )
-from .models import PolicyWithValue, add_lora, load_model, load_tokenizer, merged_copy
+from .models import (
+    PolicyWithValue,
+    add_lora,
+    load_model,
+    load_tokenizer,
+    merged_copy,
+    model_device,
+)
 from .sampling import (
     encode_queries,
     pad_left,
@@ -76,9 +88,14 @@ def _build_policy(base: str, config: PPOConfig) -> PolicyWithValue:
 
 
 def train_policy(
-    base: str, reward: Scorer | str | Path, queries: Sequence[str] | Sequence[Sequence[int]],
-    out_dir: str | Path, config: PPOConfig | None = None, sampling: SamplingConfig | None = None,
-    episodes: int | None = None, progress: ProgressCallback | None = None,
+    base: str,
+    reward: Scorer | str | Path,
+    queries: Sequence[str] | Sequence[Sequence[int]],
+    out_dir: str | Path,
+    config: PPOConfig | None = None,
+    sampling: SamplingConfig | None = None,
+    episodes: int | None = None,
+    progress: ProgressCallback | None = None,
     checkpoint_every: int = 0,
 ) -> list[dict[str, float]]:
     """Train (or resume) the policy in ``out_dir`` for ``episodes`` more episodes (default: up
@@ -99,7 +116,7 @@ def train_policy(
     if queries and isinstance(queries[0], str):
         query_pool = encode_queries(tokenizer, queries, sampling.query_length)  # type: ignore[arg-type]
     else:
-        query_pool = [list(q)[-sampling.query_length :] for q in queries]  # type: ignore[arg-type]
+        query_pool = [list(q)[-sampling.query_length :] for q in queries]  # type: ignore[misc]
     cut_ids = truncation_token_ids(tokenizer, sampling.truncate_token)
     stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     scorer: Scorer = RewardModelScorer(reward) if isinstance(reward, str | Path) else reward
@@ -115,9 +132,11 @@ def train_policy(
     )
     kl_ctl: AdaptiveKLController | FixedKLController = (
         AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
-        if config.adaptive_kl else FixedKLController(config.init_kl_coef)
+        if config.adaptive_kl
+        else FixedKLController(config.init_kl_coef)
     )
-    generator = torch.Generator().manual_seed(config.seed * 7919 + rank)
+    device = model_device(policy.lm)
+    generator = torch.Generator(device=device).manual_seed(config.seed * 7919 + rank)
     step, episodes_done, history = 0, 0, []
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is not None:
@@ -138,10 +157,16 @@ def train_policy(
             torch.distributed.all_gather_object(rngs, rng_state(generator))
         if distributed.is_main():
             state = {
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "kl_controller": kl_ctl.state_dict(), "step": step, "episodes": episodes_done,
-                "history": history, "rng": rngs, "base": base,
-                "config": config.__dict__, "sampling": sampling.__dict__,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "kl_controller": kl_ctl.state_dict(),
+                "step": step,
+                "episodes": episodes_done,
+                "history": history,
+                "rng": rngs,
+                "base": base,
+                "config": config.__dict__,
+                "sampling": sampling.__dict__,
             }
             save_checkpoint(out_dir, step, policy, merged_copy(policy.lm), tokenizer, state)
         distributed.barrier()
@@ -153,24 +178,31 @@ def train_policy(
             len(query_pool), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         ).repeat(config.batch_size // len(query_pool) + 1)[: config.batch_size]
         batch_queries = [query_pool[i] for i in distributed.shard(order.tolist())]
-        query_ids, query_mask = pad_left(batch_queries, pad_id)  # (b, Tq)
+        query_ids, query_mask = (t.to(device) for t in pad_left(batch_queries, pad_id))  # (b, Tq)
 
         # 3. Rollout: one response per query, logits / temperature, then the truncation rule.
         with torch.no_grad():
             response_ids = sample_tokens(
-                policy.lm, query_ids, query_mask, 1, sampling.response_length,
-                sampling.temperature, generator,
+                policy.lm,
+                query_ids,
+                query_mask,
+                1,
+                sampling.response_length,
+                sampling.temperature,
+                generator,
             )  # (b, R)
             keep, ended = truncate_responses(
                 response_ids, cut_ids, sampling.truncate_after, stop_ids
             )
             mask = keep.float()  # (b, R)
             response_ids = torch.where(keep, response_ids, pad_id)
-            responses = [r[m].tolist() for r, m in zip(response_ids, keep, strict=True)]
+            responses = [r[m].tolist() for r, m in zip(response_ids.cpu(), keep.cpu(), strict=True)]
 
             # 4. Score: reward model at the last token; the penalty for untruncated responses.
-            raw_scores = scorer(batch_queries, responses).float()  # (b,)
-            scores = torch.where(ended, raw_scores, torch.tensor(config.penalty_reward))
+            raw_scores = scorer(batch_queries, responses).float().to(device)  # (b,)
+            scores = torch.where(
+                ended, raw_scores, torch.tensor(config.penalty_reward, device=device)
+            )
 
             # 5. Old log-probs and values; reference log-probs (adapter off or frozen copy).
             logits, values = policy.logits_and_values(
@@ -178,8 +210,13 @@ def train_policy(
             )
             old_logprobs = logprobs_from_logits(logits, response_ids) * mask  # (b, R)
             ref_logits, _ = policy.logits_and_values(
-                query_ids, query_mask, response_ids, keep, sampling.temperature,
-                with_values=False, reference=True,
+                query_ids,
+                query_mask,
+                response_ids,
+                keep,
+                sampling.temperature,
+                with_values=False,
+                reference=True,
             )
             ref_logprobs = logprobs_from_logits(ref_logits, response_ids) * mask
             old_values = values * mask  # type: ignore[operator]
@@ -197,32 +234,46 @@ def train_policy(
         # 7. PPO epochs over shuffled minibatches, with gradient accumulation.
         totals: dict[str, float] = {}
         for _ in range(config.ppo_epochs):
-            permutation = torch.randperm(local_batch, generator=generator)
+            permutation = torch.randperm(local_batch, generator=generator, device=device)
             for mb_start in range(0, local_batch, local_minibatch):
                 mb = permutation[mb_start : mb_start + local_minibatch]
                 for micro_start in range(0, len(mb), micro):
                     idx = mb[micro_start : micro_start + micro]
                     new_logits, new_values = policy.logits_and_values(
-                        query_ids[idx], query_mask[idx], response_ids[idx], keep[idx],
+                        query_ids[idx],
+                        query_mask[idx],
+                        response_ids[idx],
+                        keep[idx],
                         sampling.temperature,
                     )
                     new_logprobs = logprobs_from_logits(new_logits, response_ids[idx])
                     pg_loss, pg_clip, approx_kl = ppo_policy_loss(
-                        new_logprobs, old_logprobs[idx], advantages[idx], mask[idx],
+                        new_logprobs,
+                        old_logprobs[idx],
+                        advantages[idx],
+                        mask[idx],
                         config.clip_range,
                     )
+                    assert new_values is not None
                     vf_loss, vf_clip = ppo_value_loss(
-                        new_values, old_values[idx], returns[idx], mask[idx],  # type: ignore[arg-type]
+                        new_values,
+                        old_values[idx],
+                        returns[idx],
+                        mask[idx],  # type: ignore[arg-type]
                         config.value_clip_range,
                     )
                     loss = pg_loss + config.vf_coef * vf_loss
                     (loss * len(idx) / config.minibatch_size).backward()
                     with torch.no_grad():
                         entropy = masked_mean(entropy_from_logits(new_logits), mask[idx])
-                    for name, value in (("policy_loss", pg_loss), ("value_loss", vf_loss),
-                                        ("clip_fraction", pg_clip), ("value_clip_fraction",
-                                        vf_clip), ("approx_kl", approx_kl),
-                                        ("entropy", entropy)):
+                    for name, value in (
+                        ("policy_loss", pg_loss),
+                        ("value_loss", vf_loss),
+                        ("clip_fraction", pg_clip),
+                        ("value_clip_fraction", vf_clip),
+                        ("approx_kl", approx_kl),
+                        ("entropy", entropy),
+                    ):
                         totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(idx)
                 distributed.all_reduce_gradients(parameters)
                 optimizer.step()
@@ -231,8 +282,16 @@ def train_policy(
 
         # 8. KL controller update with the batch's mean KL (summed over tokens) across ranks.
         sums = torch.tensor(
-            [kl.sum(1).sum(), raw_scores.sum(), scores.sum(), ended.float().sum(), mask.sum(),
-             float(local_batch)], dtype=torch.float64,
+            [
+                kl.sum(1).sum(),
+                raw_scores.sum(),
+                scores.sum(),
+                ended.float().sum(),
+                mask.sum(),
+                float(local_batch),
+            ],
+            dtype=torch.float64,
+            device=device,
         )
         distributed.all_reduce_sum(sums)
         n = float(sums[5])
@@ -242,10 +301,16 @@ def train_policy(
         step += 1
         episodes_done += config.batch_size
         metrics: dict[str, float] = {
-            "step": float(step), "episodes": float(episodes_done), "score": float(sums[1]) / n,
-            "score_with_penalty": float(sums[2]) / n, "ended_fraction": float(sums[3]) / n,
-            "response_length": float(sums[4]) / n, "kl": mean_kl, "beta": beta,
-            "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started,
+            "step": float(step),
+            "episodes": float(episodes_done),
+            "score": float(sums[1]) / n,
+            "score_with_penalty": float(sums[2]) / n,
+            "ended_fraction": float(sums[3]) / n,
+            "response_length": float(sums[4]) / n,
+            "kl": mean_kl,
+            "beta": beta,
+            "lr": float(scheduler.get_last_lr()[0]),
+            "seconds": time.perf_counter() - started,
         }
         count = config.ppo_epochs * local_batch
         metrics.update({name: value / count for name, value in totals.items()})

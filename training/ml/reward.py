@@ -114,7 +114,8 @@ def _collate(examples: Sequence[_Example], pad_id: int) -> tuple[Tensor, ...]:
 
 
 def _kway_rewards(model: RewardModel, batch: tuple[Tensor, ...]) -> Tensor:
-    query_ids, query_mask, response_ids, response_mask, _ = batch
+    device = model.device
+    query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in batch[:4])
     raw = model.raw_rewards(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
     return raw.view(query_ids.shape[0], -1)  # (B, K)
 
@@ -136,8 +137,9 @@ def _build_reward_model(
 
 
 @torch.no_grad()
-def evaluate(model: RewardModel, examples: Sequence[_Example], pad_id: int,
-             batch_size: int = 8) -> dict[str, float]:
+def evaluate(
+    model: RewardModel, examples: Sequence[_Example], pad_id: int, batch_size: int = 8
+) -> dict[str, float]:
     """K-way loss and accuracy (chosen response has the highest reward)."""
     if not examples:
         return {}
@@ -146,15 +148,20 @@ def evaluate(model: RewardModel, examples: Sequence[_Example], pad_id: int,
         batch = _collate(examples[start : start + batch_size], pad_id)
         rewards = _kway_rewards(model, batch)
         n = rewards.shape[0]
-        loss += kway_reward_loss(rewards, batch[-1]).item() * n
-        accuracy += kway_accuracy(rewards, batch[-1]).item() * n
+        best = batch[-1].to(rewards.device)
+        loss += kway_reward_loss(rewards, best).item() * n
+        accuracy += kway_accuracy(rewards, best).item() * n
     return {"loss": loss / len(examples), "accuracy": accuracy / len(examples)}
 
 
 def train_reward_model(
-    labels: Sequence[LabelRecord | dict[str, Any]], base: str, out_dir: str | Path,
-    config: RewardConfig | None = None, sampling: SamplingConfig | None = None,
-    normalization_queries: Sequence[str] | None = None, init_from: str | Path | None = None,
+    labels: Sequence[LabelRecord | dict[str, Any]],
+    base: str,
+    out_dir: str | Path,
+    config: RewardConfig | None = None,
+    sampling: SamplingConfig | None = None,
+    normalization_queries: Sequence[str] | None = None,
+    init_from: str | Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> RewardTrainResult:
     """Train on best-of-K labels, set gain/bias, save into ``out_dir`` (atomically).
@@ -195,10 +202,11 @@ def train_reward_model(
                 micro = mine[start : start + config.micro_batch_size]
                 batch = _collate(micro, pad_id)
                 rewards = _kway_rewards(model, batch)  # (b, K)
-                loss = kway_reward_loss(rewards, batch[-1])
+                best = batch[-1].to(rewards.device)
+                loss = kway_reward_loss(rewards, best)
                 (loss * len(micro) / len(batch_examples)).backward()
                 train_loss += loss.item() * len(micro)
-                train_accuracy += kway_accuracy(rewards, batch[-1]).item() * len(micro)
+                train_accuracy += kway_accuracy(rewards, best).item() * len(micro)
                 tokens += int(batch[1].sum() + batch[3].sum())
             distributed.all_reduce_gradients(parameters)
             optimizer.step()
@@ -206,12 +214,15 @@ def train_reward_model(
             optimizer.zero_grad(set_to_none=True)
             if progress is not None:
                 progress(epoch * steps_per_epoch + step + 1, total_steps)
-    seen = torch.tensor([train_loss, train_accuracy, float(tokens)], dtype=torch.float64)
+    seen = torch.tensor(
+        [train_loss, train_accuracy, float(tokens)], dtype=torch.float64, device=model.device
+    )
     distributed.all_reduce_sum(seen)
     train_seconds = time.perf_counter() - started
     model.lm = merged_copy(model.lm)
-    gain, bias = _normalize(model, tokenizer, examples, sampling, config, base,
-                            normalization_queries)
+    gain, bias = _normalize(
+        model, tokenizer, examples, sampling, config, base, normalization_queries
+    )
     model.gain.fill_(gain)
     model.bias.fill_(bias)
     trained = len(train) * config.epochs
@@ -230,16 +241,21 @@ def train_reward_model(
     metrics.update({f"holdout_{k}": v for k, v in evaluate(model, holdout, pad_id).items()})
     out = Path(out_dir)
     if distributed.is_main():
-        save_reward_model(model, tokenizer, out, {"base": base, "metrics": metrics,
-                                                  "config": config.__dict__})
+        save_reward_model(
+            model, tokenizer, out, {"base": base, "metrics": metrics, "config": config.__dict__}
+        )
     distributed.barrier()
     return RewardTrainResult(out, gain, bias, metrics, model)
 
 
 @torch.no_grad()
 def _normalize(
-    model: RewardModel, tokenizer: PreTrainedTokenizerBase, examples: Sequence[_Example],
-    sampling: SamplingConfig, config: RewardConfig, base: str,
+    model: RewardModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[_Example],
+    sampling: SamplingConfig,
+    config: RewardConfig,
+    base: str,
     normalization_queries: Sequence[str] | None,
 ) -> tuple[float, float]:
     n = config.normalization_samples
@@ -253,15 +269,23 @@ def _normalize(
     else:
         pairs = [(e.query_ids, r) for e in examples for r in e.response_ids]
     pairs = pairs[:n]
-    raw = score_token_ids(model, [q for q, _ in pairs], [r for _, r in pairs], pad_id=int(
-        tokenizer.pad_token_id or 0), normalized=False)
+    raw = score_token_ids(
+        model,
+        [q for q, _ in pairs],
+        [r for _, r in pairs],
+        pad_id=int(tokenizer.pad_token_id or 0),
+        normalized=False,
+    )
     return normalization_gain_bias(raw)
 
 
 @torch.no_grad()
 def score_token_ids(
-    model: RewardModel, query_ids: Sequence[Sequence[int]],
-    response_ids: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 16,
+    model: RewardModel,
+    query_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    pad_id: int = 0,
+    batch_size: int = 16,
     normalized: bool = True,
 ) -> Tensor:
     """Reward of each (query, response) pair of token ids: (N,)."""
@@ -269,14 +293,22 @@ def score_token_ids(
     for start in range(0, len(query_ids), batch_size):
         queries, queries_mask = pad_left(query_ids[start : start + batch_size], pad_id)
         responses, responses_mask = pad_right(response_ids[start : start + batch_size], pad_id)
-        raw = model.raw_rewards(queries, queries_mask, responses, responses_mask)
-        scores.append(model.normalize(raw) if normalized else raw)
+        device = model.device
+        raw = model.raw_rewards(
+            queries.to(device),
+            queries_mask.to(device),
+            responses.to(device),
+            responses_mask.to(device),
+        )
+        scores.append((model.normalize(raw) if normalized else raw).cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
 def score_responses(
-    reward: str | Path | RewardModel, queries: Sequence[str | Sequence[int]],
-    responses: Sequence[str | Sequence[int]], sampling: SamplingConfig | None = None,
+    reward: str | Path | RewardModel,
+    queries: Sequence[str | Sequence[int]],
+    responses: Sequence[str | Sequence[int]],
+    sampling: SamplingConfig | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> list[float]:
     """Normalized rewards of (query, response) pairs, given as text or token ids."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from .config import SamplingConfig
-from .models import cache_argument, causal_lm
+from .models import cache_argument, causal_lm, model_device
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)``."""
@@ -47,7 +47,9 @@ def truncation_token_ids(
 
 
 def truncate_responses(
-    response_ids: Tensor, truncation_ids: Sequence[int], truncate_after: int,
+    response_ids: Tensor,
+    truncation_ids: Sequence[int],
+    truncate_after: int,
     stop_ids: Sequence[int] = (),
 ) -> tuple[Tensor, Tensor]:
     """The truncation rule. response_ids: (N, R) sampled tokens.
@@ -61,12 +63,16 @@ def truncate_responses(
     positions = torch.arange(length, device=response_ids.device).expand(n, length)
     late = positions >= truncate_after
     if truncation_ids:
-        is_cut = torch.isin(response_ids, torch.tensor(list(truncation_ids))) & late
+        is_cut = (
+            torch.isin(response_ids, torch.tensor(list(truncation_ids), device=response_ids.device))
+            & late
+        )
     else:
         is_cut = torch.zeros_like(late)
     is_stop = (
-        torch.isin(response_ids, torch.tensor(list(stop_ids))) if stop_ids else
-        torch.zeros_like(late)
+        torch.isin(response_ids, torch.tensor(list(stop_ids), device=response_ids.device))
+        if stop_ids
+        else torch.zeros_like(late)
     )
     ends = is_cut | is_stop
     big = torch.full_like(positions, length)
@@ -86,8 +92,8 @@ def pad_left(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, T
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         if seq:
-            ids[row, width - len(seq):] = torch.tensor(list(seq))
-            mask[row, width - len(seq):] = 1
+            ids[row, width - len(seq) :] = torch.tensor(list(seq))
+            mask[row, width - len(seq) :] = 1
     return ids, mask
 
 
@@ -105,8 +111,13 @@ def pad_right(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, 
 
 @torch.no_grad()
 def sample_tokens(
-    model: nn.Module, query_ids: Tensor, query_mask: Tensor, k: int, response_length: int,
-    temperature: float, generator: torch.Generator | None = None,
+    model: nn.Module,
+    query_ids: Tensor,
+    query_mask: Tensor,
+    k: int,
+    response_length: int,
+    temperature: float,
+    generator: torch.Generator | None = None,
     stop_early: Callable[[Tensor], bool] | None = None,
 ) -> Tensor:
     """Sample K continuations per query from one prompt pass.
@@ -115,9 +126,14 @@ def sample_tokens(
     b*K..b*K+K-1 continue query b. ``stop_early(tokens so far)`` may end the loop.
     """
     lm = causal_lm(model)
+    device = model_device(lm)
+    query_ids, query_mask = query_ids.to(device), query_mask.to(device)
     positions = (query_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, Tq)
     out = model(
-        input_ids=query_ids, attention_mask=query_mask, position_ids=positions, use_cache=True,
+        input_ids=query_ids,
+        attention_mask=query_mask,
+        position_ids=positions,
+        use_cache=True,
         logits_to_keep=1,
     )
     cache = out.past_key_values
@@ -129,14 +145,20 @@ def sample_tokens(
     tokens: list[Tensor] = []
     for step in range(response_length):
         probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B*K, V)
-        token = torch.multinomial(probs, 1, generator=generator)  # (B*K, 1)
+        if generator is not None and generator.device != probs.device:
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
+        else:
+            token = torch.multinomial(probs, 1, generator=generator)  # (B*K, 1)
         tokens.append(token)
         if step == response_length - 1 or (stop_early and stop_early(torch.cat(tokens, 1))):
             break
         mask = torch.cat([mask, torch.ones_like(token)], dim=1)
         out = lm(
-            input_ids=token, attention_mask=mask, position_ids=next_position + step,
-            use_cache=True, **cache_argument(lm, cache),
+            input_ids=token,
+            attention_mask=mask,
+            position_ids=next_position + step,
+            use_cache=True,
+            **cache_argument(lm, cache),
         )
         cache = out.past_key_values
         logits = out.logits[:, -1]
@@ -156,9 +178,12 @@ def encode_queries(
 
 
 def sample_responses(
-    model: nn.Module, tokenizer: PreTrainedTokenizerBase,
-    queries: Sequence[str] | Sequence[Sequence[int]], config: SamplingConfig,
-    generator: torch.Generator | None = None, progress: ProgressCallback | None = None,
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    queries: Sequence[str] | Sequence[Sequence[int]],
+    config: SamplingConfig,
+    generator: torch.Generator | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[Sample]:
     """Sample ``config.k`` responses for each query (strings, or token id lists as they are)."""
     config.validate()
@@ -185,18 +210,24 @@ def sample_responses(
             return bool((~mask[:, -1]).all())
 
         response_ids = sample_tokens(
-            model, query_ids, query_mask, config.k, config.response_length,
-            config.temperature, generator, stop_early=all_ended,
+            model,
+            query_ids,
+            query_mask,
+            config.k,
+            config.response_length,
+            config.temperature,
+            generator,
+            stop_early=all_ended,
         )
         mask, ended = truncate_responses(response_ids, cut_ids, config.truncate_after, stop_ids)
         for b, ids in enumerate(batch):
             rows = range(b * config.k, (b + 1) * config.k)
-            kept = [response_ids[r][mask[r].bool()].tolist() for r in rows]
+            kept = [response_ids[r][mask[r]].tolist() for r in rows]
             samples.append(
                 Sample(
-                    query=batch_texts[b] or tokenizer.decode(ids),
+                    query=batch_texts[b] or str(tokenizer.decode(ids)),
                     query_token_ids=list(ids),
-                    responses=[tokenizer.decode(r) for r in kept],
+                    responses=[str(tokenizer.decode(r)) for r in kept],
                     response_token_ids=kept,
                     ended=[bool(ended[r]) for r in rows],
                 )

@@ -28,6 +28,11 @@ class EvalRow:
     reward: float | None
 
 
+def clean_text(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL, which byte-level models can emit."""
+    return text.replace("\x00", "\ufffd")
+
+
 def sampling_deficit(*, task: Task, policy_version_id: int, requested: int) -> int:
     """How many comparisons to sample now: none unless the version is promoted and the task
     active and under its label budget; at most the buffer's shortfall."""
@@ -65,7 +70,7 @@ def create_comparisons(
             task=task,
             prompt_id=item.prompt_id,
             k=len(item.samples),
-            samples=list(item.samples),
+            samples=[clean_text(t) for t in item.samples],
             sample_token_ids=[list(ids) for ids in item.sample_token_ids],
             policy_version_id=policy_version_id,
             overlap=task.labels_per_comparison,
@@ -102,7 +107,7 @@ def store_eval_samples(
         EvalSample(
             policy_version_id=policy_version_id,
             prompt_id=row.prompt_id,
-            text=row.text,
+            text=clean_text(row.text),
             token_ids=row.token_ids,
             reward=row.reward,
             reward_model_version_id=reward_model_version_id,

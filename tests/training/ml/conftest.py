@@ -42,8 +42,13 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 def build_model(vocab_size: int, seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-        bos_token_id=0, eos_token_id=0,
+        vocab_size=vocab_size,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     return GPT2LMHeadModel(config).eval()
 

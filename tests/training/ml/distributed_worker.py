@@ -21,9 +21,16 @@ def main(model_dir: str, out: str) -> None:
     rank = distributed.rank()
     torch.manual_seed(1234 + rank)  # different local RNG: sync must not depend on it
     result = train_reward_model(
-        synthetic_labels(32), model_dir, Path(out) / "rm",
-        RewardConfig(learning_rate=1e-3, batch_size=8, micro_batch_size=2, holdout_fraction=0,
-                     normalization_samples=16),
+        synthetic_labels(32),
+        model_dir,
+        Path(out) / "rm",
+        RewardConfig(
+            learning_rate=1e-3,
+            batch_size=8,
+            micro_batch_size=2,
+            holdout_fraction=0,
+            normalization_samples=16,
+        ),
         SamplingConfig(),
     )
     built = []
@@ -35,10 +42,12 @@ def main(model_dir: str, out: str) -> None:
         return policy
 
     ppo._build_policy = keep
-    config = PPOConfig(batch_size=8, minibatch_size=4, ppo_epochs=2, learning_rate=1e-3,
-                       total_episodes=64, seed=3)
-    history = ppo.train_policy(model_dir, good_fraction, QUERIES, Path(out) / "policy", config,
-                               SAMPLING, episodes=16)
+    config = PPOConfig(
+        batch_size=8, minibatch_size=4, ppo_epochs=2, learning_rate=1e-3, total_episodes=64, seed=3
+    )
+    history = ppo.train_policy(
+        model_dir, good_fraction, QUERIES, Path(out) / "policy", config, SAMPLING, episodes=16
+    )
     torch.save(
         {
             "reward": {k: v.clone() for k, v in result.model.state_dict().items()},

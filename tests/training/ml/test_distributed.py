@@ -19,9 +19,18 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_cpu_processes_keep_identical_parameters(tiny_model_dir, tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
-        str(ROOT / "tests/training/ml/distributed_worker.py"), str(tiny_model_dir), str(tmp_path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        str(ROOT / "tests/training/ml/distributed_worker.py"),
+        str(tiny_model_dir),
+        str(tmp_path),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)

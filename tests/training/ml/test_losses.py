@@ -43,7 +43,7 @@ def test_gae_gamma1_hand_computation():
 def test_gae_lambda1_is_monte_carlo_return():
     rewards = torch.tensor([[1.0, 2.0, 3.0]])
     values = torch.tensor([[0.3, -0.2, 0.7]])
-    adv, ret = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    _, ret = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
     assert torch.allclose(ret, torch.tensor([[6.0, 5.0, 3.0]]))
 
 

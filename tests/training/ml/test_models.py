@@ -25,15 +25,19 @@ def test_value_head_starts_at_zero_and_lora_reference(tiny_model_dir):
         for parameter in policy.lm.parameters():  # perturb the adapter: policy != reference
             if parameter.requires_grad:
                 parameter.add_(0.5)
-        logits, values = policy.logits_and_values(query_ids, query_mask, response_ids,
-                                                  response_mask, temperature=0.7)
-        ref_logits, _ = policy.logits_and_values(query_ids, query_mask, response_ids,
-                                                 response_mask, 0.7, reference=True)
+        logits, values = policy.logits_and_values(
+            query_ids, query_mask, response_ids, response_mask, temperature=0.7
+        )
+        ref_logits, _ = policy.logits_and_values(
+            query_ids, query_mask, response_ids, response_mask, 0.7, reference=True
+        )
         plain = load_model(str(tiny_model_dir))(torch.tensor([[5, 6, 7, 8]])).logits[0, 2:]
     assert torch.equal(values, torch.zeros_like(values))
     assert torch.allclose(ref_logits[0], plain / 0.7, atol=1e-5)
     assert not torch.allclose(logits, ref_logits, atol=1e-3)
-    assert sum(p.numel() for p in policy.parameters()) < 1.2 * sum(p.numel() for p in lm.parameters())
+    assert sum(p.numel() for p in policy.parameters()) < 1.2 * sum(
+        p.numel() for p in lm.parameters()
+    )
 
 
 def test_reward_model_reads_last_token(tiny_model_dir):
@@ -55,6 +59,11 @@ def test_embedded_model_converts_once_and_samples(tmp_path_factory):
     assert time.perf_counter() - started < 5  # cached safetensors (under 1 s on an idle box)
     assert type(model).__name__ == "LlamaForCausalLM"
     config = SamplingConfig(k=2, query_length=16, response_length=6, truncate_after=2)
-    samples = sample_responses(model, tokenizer, ["The weather today is"], config,
-                               generator=torch.Generator().manual_seed(0))
+    samples = sample_responses(
+        model,
+        tokenizer,
+        ["The weather today is"],
+        config,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert len(samples[0].responses) == 2 and all(samples[0].response_token_ids)

@@ -13,32 +13,57 @@ def good_fraction(query_ids, response_ids):
 
 
 def tiny_config(**overrides):
-    values = dict(batch_size=16, minibatch_size=8, gradient_accumulation_steps=2, ppo_epochs=2,
-                  learning_rate=3e-3, total_episodes=4096, init_kl_coef=0.05, kl_target=6.0,
-                  kl_horizon=1000, seed=1)
+    values = dict(
+        batch_size=16,
+        minibatch_size=8,
+        gradient_accumulation_steps=2,
+        ppo_epochs=2,
+        learning_rate=3e-3,
+        total_episodes=4096,
+        init_kl_coef=0.05,
+        kl_target=6.0,
+        kl_horizon=1000,
+        seed=1,
+    )
     values.update(overrides)
     return PPOConfig(**values)
 
 
-SAMPLING = SamplingConfig(k=1, query_length=8, response_length=6, truncate_token=None,
-                          truncate_after=0, temperature=1.0)
+SAMPLING = SamplingConfig(
+    k=1, query_length=8, response_length=6, truncate_token=None, truncate_after=0, temperature=1.0
+)
 
 
 def test_ppo_raises_synthetic_reward_with_bounded_kl(tiny_model_dir, tmp_path):
     from training.ml.ppo import train_policy
 
     seen = []
-    history = train_policy(str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "policy",
-                           tiny_config(learning_rate=1e-2), SAMPLING, episodes=16 * 24,
-                           progress=lambda done, total, m: seen.append((done, total)))
+    history = train_policy(
+        str(tiny_model_dir),
+        good_fraction,
+        QUERIES,
+        tmp_path / "policy",
+        tiny_config(learning_rate=1e-2),
+        SAMPLING,
+        episodes=16 * 24,
+        progress=lambda done, total, m: seen.append((done, total)),
+    )
     assert seen[-1] == (384, 384) and len(history) == 24
     first = sum(m["score"] for m in history[:3]) / 3
     last = sum(m["score"] for m in history[-3:]) / 3
     assert last > first + 0.2, [round(m["score"], 2) for m in history]
     assert all(m["kl"] < 15 for m in history)
     assert history[0]["kl"] == 0.0  # first rollout comes from the reference policy itself
-    for key in ("beta", "entropy", "policy_loss", "value_loss", "clip_fraction",
-                "approx_kl", "seconds", "lr"):
+    for key in (
+        "beta",
+        "entropy",
+        "policy_loss",
+        "value_loss",
+        "clip_fraction",
+        "approx_kl",
+        "seconds",
+        "lr",
+    ):
         assert key in history[-1]
     assert load_model(str(latest_model_dir(tmp_path / "policy"))) is not None
 
@@ -50,12 +75,15 @@ def test_chunked_resume_equals_uninterrupted_run(tiny_model_dir, tmp_path):
     config = tiny_config(lora_rank=0)
     from training.ml.ppo import train_policy
 
-    whole = train_policy(str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "a", config,
-                         SAMPLING, episodes=48)
-    train_policy(str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "b", config,
-                 SAMPLING, episodes=16)
-    chunked = train_policy(str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "b", config,
-                           SAMPLING, episodes=32)
+    whole = train_policy(
+        str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "a", config, SAMPLING, episodes=48
+    )
+    train_policy(
+        str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "b", config, SAMPLING, episodes=16
+    )
+    chunked = train_policy(
+        str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "b", config, SAMPLING, episodes=32
+    )
     assert [m["score"] for m in chunked] == [m["score"] for m in whole]
     a, b = _build_policy(str(tiny_model_dir), config), _build_policy(str(tiny_model_dir), config)
     load_trainable_state(a, latest_checkpoint(tmp_path / "a") / "trainable.safetensors")
@@ -71,7 +99,14 @@ def test_chunked_resume_equals_uninterrupted_run(tiny_model_dir, tmp_path):
 def test_lora_policy_uses_disabled_adapter_as_reference(tiny_model_dir, tmp_path):
     from training.ml.ppo import train_policy
 
-    history = train_policy(str(tiny_model_dir), good_fraction, QUERIES, tmp_path / "lora",
-                           tiny_config(lora_rank=4, lora_alpha=8.0), SAMPLING, episodes=32)
+    history = train_policy(
+        str(tiny_model_dir),
+        good_fraction,
+        QUERIES,
+        tmp_path / "lora",
+        tiny_config(lora_rank=4, lora_alpha=8.0),
+        SAMPLING,
+        episodes=32,
+    )
     assert history[0]["kl"] == 0.0 and len(history) == 2
     assert torch.isfinite(torch.tensor([history[-1]["policy_loss"]]))

@@ -25,8 +25,13 @@ def synthetic_labels(n: int, seed: int = 0, k: int = 4) -> list[dict]:
         responses = [[rng.randrange(30, 90) for _ in range(rng.randrange(3, 7))] for _ in range(k)]
         best = rng.randrange(k)
         responses[best][rng.randrange(len(responses[best]))] = MARK
-        record = {"comparison_id": i, "query": "q", "query_token_ids": query, "best": best,
-                  "sample_token_ids": responses}
+        record = {
+            "comparison_id": i,
+            "query": "q",
+            "query_token_ids": query,
+            "best": best,
+            "sample_token_ids": responses,
+        }
         record.update({f"sample{j}": "s" for j in range(k)})
         records.append(record)
     return records
@@ -35,8 +40,15 @@ def synthetic_labels(n: int, seed: int = 0, k: int = 4) -> list[dict]:
 def test_label_record_parsing(tmp_path):
     path = tmp_path / "labels.jsonl"
     lines = [
-        {"comparison_id": 1, "query": "a", "sample0": "x", "sample1": "y", "best": 1,
-         "query_token_ids": None, "sample_token_ids": None},
+        {
+            "comparison_id": 1,
+            "query": "a",
+            "sample0": "x",
+            "sample1": "y",
+            "best": 1,
+            "query_token_ids": None,
+            "sample_token_ids": None,
+        },
         {"comparison_id": 2, "query": "a", "sample0": "x", "sample1": "y", "best": None},
         {"comparison_id": 3, "query": "a", "sample0": "x", "sample1": "y", "best": -1},
     ]
@@ -52,16 +64,27 @@ def test_label_record_parsing(tmp_path):
 def test_reward_model_learns_synthetic_preference(tiny_model_dir, tmp_path):
     labels = synthetic_labels(480)
     labels.append({**labels[0], "best": None})  # a skipped label is ignored
-    config = RewardConfig(learning_rate=3e-3, batch_size=8, micro_batch_size=8,
-                          holdout_fraction=0.15, normalization_samples=64)
+    config = RewardConfig(
+        learning_rate=3e-3,
+        batch_size=8,
+        micro_batch_size=8,
+        holdout_fraction=0.15,
+        normalization_samples=64,
+    )
     steps = []
-    result = train_reward_model(labels, str(tiny_model_dir), tmp_path / "rm", config,
-                                SamplingConfig(), progress=lambda d, t: steps.append((d, t)))
+    result = train_reward_model(
+        labels,
+        str(tiny_model_dir),
+        tmp_path / "rm",
+        config,
+        SamplingConfig(),
+        progress=lambda d, t: steps.append((d, t)),
+    )
     metrics = result.metrics
     assert metrics["labels_skipped"] == 1 and metrics["labels_holdout"] == 72
     assert steps[-1][0] == steps[-1][1]
     assert metrics["holdout_accuracy"] > 0.6, metrics  # chance: 0.25
-    model, tokenizer, meta = load_reward_model(tmp_path / "rm")
+    _, _, meta = load_reward_model(tmp_path / "rm")
     assert meta["gain"] == pytest.approx(result.gain)
     pairs = synthetic_labels(16, seed=1)
     queries = [p["query_token_ids"] for p in pairs for _ in range(4)]
@@ -72,21 +95,67 @@ def test_reward_model_learns_synthetic_preference(tiny_model_dir, tmp_path):
 
 
 def test_reward_normalization_over_samples_of_base(tiny_model_dir, tmp_path):
-    config = RewardConfig(learning_rate=1e-3, batch_size=8, micro_batch_size=4,
-                          holdout_fraction=0.0, normalization_samples=24)
+    config = RewardConfig(
+        learning_rate=1e-3,
+        batch_size=8,
+        micro_batch_size=4,
+        holdout_fraction=0.0,
+        normalization_samples=24,
+    )
     sampling = SamplingConfig(k=4, query_length=8, response_length=6, truncate_after=1)
     queries = ["The movie was", "It is a", "Dogs and"]
-    result = train_reward_model(synthetic_labels(16), str(tiny_model_dir), tmp_path / "rm",
-                                config, sampling, normalization_queries=queries)
+    result = train_reward_model(
+        synthetic_labels(16),
+        str(tiny_model_dir),
+        tmp_path / "rm",
+        config,
+        sampling,
+        normalization_queries=queries,
+    )
     # Re-sample the same normalization set: its normalized rewards have mean 0, std 1.
     from training.ml.models import load_model, load_tokenizer
     from training.ml.sampling import sample_responses
 
     base, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
-    samples = sample_responses(base, tokenizer, [queries[i % 3] for i in range(6)], sampling,
-                               generator=torch.Generator().manual_seed(config.seed))
+    samples = sample_responses(
+        base,
+        tokenizer,
+        [queries[i % 3] for i in range(6)],
+        sampling,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
     pairs = [(s.query_token_ids, r) for s in samples for r in s.response_token_ids][:24]
-    scores = torch.tensor(score_responses(result.out_dir, [q for q, _ in pairs],
-                                          [r for _, r in pairs]))
+    scores = torch.tensor(
+        score_responses(result.out_dir, [q for q, _ in pairs], [r for _, r in pairs])
+    )
     assert scores.mean().item() == pytest.approx(0.0, abs=1e-4)
     assert scores.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_lora_reward_model_and_warm_start(tiny_model_dir, tmp_path):
+    config = RewardConfig(
+        learning_rate=1e-3,
+        batch_size=4,
+        micro_batch_size=2,
+        lora_rank=4,
+        holdout_fraction=0.25,
+        normalization_samples=8,
+    )
+    first = train_reward_model(
+        synthetic_labels(16), str(tiny_model_dir), tmp_path / "rm1", config, SamplingConfig()
+    )
+    assert first.metrics["labels_train"] == 12 and first.model is not None
+    again = train_reward_model(
+        synthetic_labels(16, seed=5),
+        str(tiny_model_dir),
+        tmp_path / "rm2",
+        config,
+        SamplingConfig(),
+        init_from=tmp_path / "rm1",
+    )
+    assert (tmp_path / "rm2" / "model" / "config.json").is_file()
+    # Warm start: the new head starts from the previous one (changed by training).
+    warm, _, _ = load_reward_model(tmp_path / "rm2")
+    cold, _, _ = load_reward_model(tmp_path / "rm1")
+    assert not torch.equal(warm.head.linear.weight, cold.head.linear.weight)
+    assert again.metrics["holdout_accuracy"] >= 0.0

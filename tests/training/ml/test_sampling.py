@@ -57,8 +57,9 @@ def test_shared_prompt_pass_equals_full_sequences(tiny_model_dir):
 
 def test_sample_responses_k_per_query(tiny_model_dir):
     model, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
-    config = SamplingConfig(k=3, query_length=6, response_length=8, truncate_after=2,
-                            batch_size=2, temperature=1.0)
+    config = SamplingConfig(
+        k=3, query_length=6, response_length=8, truncate_after=2, batch_size=2, temperature=1.0
+    )
     generator = torch.Generator().manual_seed(0)
     queries = ["The movie was", "It is a nice day and the sun", "Dogs"]
     samples = sample_responses(model, tokenizer, queries, config, generator=generator)
@@ -67,14 +68,16 @@ def test_sample_responses_k_per_query(tiny_model_dir):
     for sample in samples:
         assert len(sample.query_token_ids) <= 6
         assert len(sample.responses) == len(sample.response_token_ids) == len(sample.ended) == 3
-        for ids, text, ended in zip(sample.response_token_ids, sample.responses, sample.ended,
-                                    strict=True):
+        for ids, text, ended in zip(
+            sample.response_token_ids, sample.responses, sample.ended, strict=True
+        ):
             assert 1 <= len(ids) <= 8 and tokenizer.decode(ids) == text
             late_cut = [i for p, i in enumerate(ids) if p >= 2 and i in cut]
             if ended and ids[-1] != tokenizer.eos_token_id:
                 assert late_cut == [ids[-1]]
             if not ended:
                 assert not late_cut
-    again = sample_responses(model, tokenizer, queries, config,
-                             generator=torch.Generator().manual_seed(0))
+    again = sample_responses(
+        model, tokenizer, queries, config, generator=torch.Generator().manual_seed(0)
+    )
     assert [s.response_token_ids for s in again] == [s.response_token_ids for s in samples]
