@@ -2,8 +2,8 @@
 sampled from the policy version trained on it (label -> reward model -> PPO chunk -> publish ->
 sample), through a real Celery worker and Redis, on a tiny model.
 
-    DATABASE_URL=postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop_bench_loop \\
-        .venv/bin/python bench/label_to_policy.py [--repeats 3]
+    (DATABASE_URL defaults to .../preferenceloop_bench_loop on 127.0.0.1)
+    .venv/bin/python bench/label_to_policy.py [--repeats 3]
 
 The database is created and migrated if needed; the worker and this script share a Redis
 database of their own (--broker, default redis://127.0.0.1:6379/14, flushed). Labels are

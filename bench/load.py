@@ -130,7 +130,7 @@ def populate(*, labelers: int, comparisons: int, big_labels: int) -> dict[str, A
                 [[v.pk for v in veterans], task.pk],
             )
             cursor.execute("ANALYZE")
-        print(f"inserted {big_labels} past labels in {time.time() - t0:.1f}s", flush=True)
+        print(f"inserted {big_labels} past labels in {time.time() - t0:.1f}s", file=sys.stderr)
     make(comparisons, Comparison.Status.OPEN, big_labels)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")

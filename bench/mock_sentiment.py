@@ -7,8 +7,8 @@ samples on eval prompts before and after, the KL to the original policy (PPO's m
 last batch), reward-model held-out accuracy per version, labels used, wall time; and PPO trained
 directly on the true VADER score for the same episodes (the upper bound), as a ratio of gains.
 
-    DATABASE_URL=postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop_bench_loop \\
-        .venv/bin/python bench/mock_sentiment.py --labels 600 --episodes 512   # ~1 h, 2 cores
+    (DATABASE_URL defaults to .../preferenceloop_bench_loop on 127.0.0.1)
+    .venv/bin/python bench/mock_sentiment.py --labels 600 --episodes 512   # ~1 h, 2 cores
     ... --labels 96 --episodes 64 --retrains 2                               # a short check
 """
 

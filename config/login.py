@@ -66,7 +66,7 @@ class RateLimitedLoginView(LoginView):
         message = f"Too many login attempts. Try again in {retry_after} seconds."
         form = self.get_form_class()(request, initial={"username": username})
         # An unbound form keeps errors set here: the template shows them as non-field errors.
-        form._errors = ErrorDict({NON_FIELD_ERRORS: form.error_class([message])})
+        form._errors = ErrorDict({NON_FIELD_ERRORS: form.error_class([message])})  # type: ignore[attr-defined]
         context = self.get_context_data(form=form, rate_limited=True)
         response = self.render_to_response(context, status=429)
         response["Retry-After"] = str(retry_after)

@@ -89,16 +89,16 @@ class PreferenceLoopCollector(Collector):
         active = Assignment.objects.filter(
             state=Assignment.State.ACTIVE, expires_at__gt=timezone.now()
         )
-        for row in active.values("task_id").annotate(n=Count("id")).order_by():
-            leases.add_metric(task_labels(row["task_id"]), row["n"])
+        for lease_row in active.values("task_id").annotate(n=Count("id")).order_by():
+            leases.add_metric(task_labels(lease_row["task_id"]), lease_row["n"])
         yield leases
 
         comparisons = GaugeMetricFamily(
             f"{PREFIX}_open_comparisons", "Comparisons still open", labels=["task", "name"]
         )
         open_rows = Comparison.objects.filter(status=Comparison.Status.OPEN)
-        for row in open_rows.values("task_id").annotate(n=Count("id")).order_by():
-            comparisons.add_metric(task_labels(row["task_id"]), row["n"])
+        for open_row in open_rows.values("task_id").annotate(n=Count("id")).order_by():
+            comparisons.add_metric(task_labels(open_row["task_id"]), open_row["n"])
         yield comparisons
 
         runs = GaugeMetricFamily(

@@ -89,7 +89,7 @@ class LeaseSerializer(serializers.Serializer):
 
 
 class LabelSubmitSerializer(serializers.Serializer):
-    comparison_id = serializers.IntegerField(min_value=1)
+    comparison_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     kind = serializers.ChoiceField(choices=Label.Kind.choices)
     choice = serializers.IntegerField(
         min_value=0,

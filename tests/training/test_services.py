@@ -254,3 +254,12 @@ def test_sampling_deficit_and_create_comparisons(loop_task):
     assert (
         services.create_comparisons(task=loop_task, policy_version_id=v0.pk, sampled=[item]) == []
     )
+
+
+def test_tick_tops_the_buffer_up_at_half(loop_task):
+    v0 = services.ensure_base_policy(task=loop_task)
+    ComparisonFactory(task=loop_task, policy_version=v0)
+    ComparisonFactory(task=loop_task, policy_version=v0)
+    assert services.tick(task_id=loop_task.pk).sample == 0  # 2 of 3 open: enough
+    Comparison.objects.filter(task=loop_task).first().delete()
+    assert services.tick(task_id=loop_task.pk).sample == 2  # 1 of 3 open: top up to 3

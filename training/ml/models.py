@@ -147,6 +147,8 @@ def add_lora(model: nn.Module, rank: int, alpha: float) -> nn.Module:
         lora_alpha=alpha,  # type: ignore[arg-type]
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
+        # GPT-2 stores its projections as Conv1D (transposed weights).
+        fan_in_fan_out=causal_lm(model).config.model_type == "gpt2",
     )
     return get_peft_model(model, config)
 

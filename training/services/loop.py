@@ -2,7 +2,8 @@
 
 A tick is cheap (a handful of queries) and idempotent: it may run on every label commit, on
 every beat, twice at once. It (1) fails runs whose worker died, (2) reclaims expired leases,
-(3) keeps ``buffer`` unlabeled comparisons from the promoted policy open, (4) queues a
+(3) tops the unlabeled comparisons from the promoted policy up to ``buffer`` when half
+are left, (4) queues a
 reward-model retrain when the label count reached the next threshold, and (5) queues the next
 PPO chunk once a reward model exists and l(n) labels do.
 """
@@ -70,7 +71,9 @@ def tick(*, task_id: int) -> TickResult:
             retire_superseded_comparisons(task=task, keep_version_id=promoted.pk)
         open_count = selectors.open_comparison_count(task_id=task_id, policy_version_id=promoted.pk)
         under_budget = task.labels.count() < task.label_budget
-        if open_count < schedule.buffer and under_budget:
+        # Top up at the low-water mark (half the buffer), so that one sampling job writes many
+        # comparisons instead of one job per label.
+        if schedule.buffer and open_count <= schedule.buffer // 2 and under_budget:
             result.sample = schedule.buffer - open_count
             _enqueue_sampling(task_id=task_id, policy_version_id=promoted.pk, n=result.sample)
 

@@ -1,0 +1,26 @@
+"""The production cache fails open: Redis down means misses and dropped writes, not errors."""
+
+from __future__ import annotations
+
+import time
+
+from config.cache import FailOpenRedisCache
+
+
+def test_unreachable_redis_misses_instead_of_raising():
+    cache = FailOpenRedisCache("redis://127.0.0.1:1/0", {})
+    started = time.perf_counter()
+    assert cache.get("k") is None
+    assert cache.get("k", []) == []
+    assert cache.add("k", 1) is False
+    cache.set("k", 1)
+    assert cache.incr("k") == 1  # the login limiter counts this attempt as the first
+    assert cache.get_many(["a", "b"]) == {}
+    assert time.perf_counter() - started < 5
+
+
+def test_reachable_redis_works_as_usual(redis_url):
+    cache = FailOpenRedisCache(redis_url.rsplit("/", 1)[0] + "/5", {})
+    cache.set("ops-test-key", 41, timeout=10)
+    assert cache.incr("ops-test-key") == 42
+    cache.delete("ops-test-key")
