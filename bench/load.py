@@ -4,11 +4,12 @@
         .venv/bin/python bench/load.py --labelers 50 --fetches 10000 --think-ms 100
 
 It uses its own database (the DATABASE_URL's name + "_bench", or "_bench_big" with
---big-labels), recreated on each run; starts gunicorn (--workers, default 2) with the
-production settings on loopback, Redis as cache (throttles) and broker; runs L labelers in
-client processes x threads (the client shares the 2 cores with the server: its CPU time is
-reported); then checks the database for double assignments and lost labels, and counts the
-queries of one next + submit pair in-process (CaptureQueriesContext).
+--big-labels), recreated on each run; starts gunicorn (config/gunicorn.conf.py; --workers,
+default 2; --threads, default 4) with the production settings on loopback, Redis as cache
+(throttles) and broker; runs L labelers in client processes x threads (the client shares the
+2 cores with the server: its CPU time is reported); then checks the database for double
+assignments and lost labels, and counts the queries of one next + submit pair in-process
+(CaptureQueriesContext).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def bench_env(db_url: str, args: argparse.Namespace) -> dict[str, str]:
         "THROTTLE_LABEL_SUBMIT": "1000000/min",
         "THROTTLE_LEASE": "1000000/min",
         "LOG_LEVEL": "WARNING",
+        "GUNICORN_ACCESS_LOG": "",
     }
 
 
@@ -231,8 +233,12 @@ def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "config.wsgi:application",
+            "--config",
+            str(ROOT / "config" / "gunicorn.conf.py"),
             "--workers",
             str(args.workers),
+            "--threads",
+            str(args.threads),
             "--bind",
             f"127.0.0.1:{args.port}",
             "--backlog",
@@ -349,6 +355,7 @@ def check_integrity(task_id: int, accepted: list) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4, help="per worker (gthread; 1: sync)")
     parser.add_argument("--labelers", type=int, default=50)
     parser.add_argument("--fetches", type=int, default=10_000)
     parser.add_argument("--think-ms", type=float, default=0.0, help="mean think time")

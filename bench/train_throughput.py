@@ -13,6 +13,7 @@ counts the K full sequences a pairwise trainer would process.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import time
@@ -137,7 +138,7 @@ def main() -> None:
     )
 
     # PPO update: policy + value head over (query, response), forward + backward.
-    policy = PolicyWithValue(lm, reference=lm)
+    policy = PolicyWithValue(lm, reference=copy.deepcopy(lm))  # lm stays trainable
     ppo_queries, ppo_mask = query_ids.repeat_interleave(k, 0), query_mask.repeat_interleave(k, 0)
 
     def ppo_step() -> None:

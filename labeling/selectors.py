@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
@@ -48,6 +50,36 @@ def labeling_tasks(*, user: Any) -> QuerySet[Task]:
 def get_labeling_task(*, user: Any, task_id: int) -> Task | None:
     """The task if the user may label it now (one query), else None."""
     return labeling_tasks(user=user).filter(pk=task_id).first()
+
+
+def get_lease_task(*, user: Any, task_id: int) -> Task | None:
+    """``get_labeling_task`` annotated with ``labeled_by_me`` (the user's labels on the task,
+    skips excluded): the task, the membership check and the progress in one query."""
+    mine = Label.objects.filter(task=OuterRef("pk"), labeler_id=user.pk).exclude(
+        kind=Label.Kind.SKIP
+    )
+    return (
+        labeling_tasks(user=user)
+        .filter(pk=task_id)
+        .annotate(labeled_by_me=_count_subquery(mine, "task"))
+        .first()
+    )
+
+
+def remaining_estimate(*, task_id: int) -> int:
+    """Open comparisons of the task with a free slot, task-wide (not per labeler), cached for
+    ``LABELING_REMAINING_CACHE_SECONDS`` in the shared cache: one COUNT per task every few
+    seconds instead of a per-labeler COUNT with two anti-joins on every fetch."""
+    key = f"labeling:remaining:{task_id}"
+    value = cache.get(key)
+    if value is None:
+        value = Comparison.objects.filter(
+            task_id=task_id, is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0
+        ).count()
+        ttl = float(getattr(settings, "LABELING_REMAINING_CACHE_SECONDS", 5.0))
+        if ttl > 0:
+            cache.set(key, value, ttl)
+    return int(value)
 
 
 def get_export_task(*, task_id: int) -> Task | None:

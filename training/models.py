@@ -142,6 +142,9 @@ class ComparisonScores(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"RM {self.reward_model_version_id} scores of comparison {self.comparison_id}"
+
 
 class EvalSample(models.Model):
     """A policy version's answer to an eval prompt, for the side-by-side sample browser."""
@@ -161,3 +164,6 @@ class EvalSample(models.Model):
     class Meta:
         ordering = ["prompt_id", "policy_version_id"]
         indexes = [models.Index(fields=["policy_version", "prompt"])]
+
+    def __str__(self) -> str:
+        return f"policy {self.policy_version_id} on prompt {self.prompt_id}"

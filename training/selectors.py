@@ -70,6 +70,31 @@ def live_run(*, task_id: int, kind: str) -> TrainingRun | None:
     ).first()
 
 
+def queued_runs_enqueued_before(*, task_id: int, before: datetime) -> list[TrainingRun]:
+    return list(
+        TrainingRun.objects.filter(
+            task_id=task_id, status=TrainingRun.Status.QUEUED, created_at__lt=before
+        ).exclude(heartbeat_at__gte=before)
+    )
+
+
+def recent_failures(*, task_id: int, kind: str, limit: int = 8) -> tuple[int, datetime | None]:
+    """How many of the latest runs of this kind failed in a row, and when the last one ended."""
+    finished = TrainingRun.objects.filter(
+        task_id=task_id,
+        kind=kind,
+        status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED],
+    ).order_by("-created_at")[:limit]
+    failures = 0
+    last_end = None
+    for run in finished.only("status", "finished_at"):
+        if run.status != TrainingRun.Status.FAILED:
+            break
+        failures += 1
+        last_end = last_end or run.finished_at
+    return failures, last_end
+
+
 def stale_runs(*, before: datetime) -> QuerySet[TrainingRun]:
     """Running runs whose worker has not beaten since ``before`` (the worker died)."""
     return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=before)

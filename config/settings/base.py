@@ -111,7 +111,8 @@ CACHES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication with a token -> user cache of a few seconds per process.
+        "labeling.api.authentication.CachedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -123,6 +124,13 @@ REST_FRAMEWORK = {
         "login": env("THROTTLE_LOGIN", default="10/min"),
     },
 }
+# Labeling hot path (labeling/api, labeling/services): a revoked API token keeps working for at
+# most API_TOKEN_CACHE_SECONDS in a process; `remaining` in a lease is refreshed every
+# LABELING_REMAINING_CACHE_SECONDS; the loop's tick after labels is debounced per task over
+# LABELING_TICK_DEBOUNCE_SECONDS. 0 turns each off.
+API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=5.0)
+LABELING_REMAINING_CACHE_SECONDS = env.float("LABELING_REMAINING_CACHE_SECONDS", default=5.0)
+LABELING_TICK_DEBOUNCE_SECONDS = env.float("LABELING_TICK_DEBOUNCE_SECONDS", default=2.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Preference Loop API",
     "DESCRIPTION": "Label best-of-K comparisons; export labels.",

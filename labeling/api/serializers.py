@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -74,6 +76,8 @@ class LeaseSerializer(serializers.Serializer):
 
     @staticmethod
     def payload(assignment: Assignment, progress: Progress) -> dict[str, Any]:
+        """The response body as plain JSON types, exactly what ``LeaseSerializer(...).data``
+        gives (the hot path skips the serializer: this class documents the schema)."""
         comparison = assignment.comparison
         return {
             "assignment_id": assignment.pk,
@@ -83,9 +87,19 @@ class LeaseSerializer(serializers.Serializer):
             "samples": [
                 {"index": i, "text": comparison.samples[i]} for i in assignment.permutation
             ],
-            "expires_at": assignment.expires_at,
-            "progress": progress,
+            "expires_at": iso_datetime(assignment.expires_at),
+            "progress": {
+                "labeled_by_me": int(progress["labeled_by_me"]),
+                "remaining": int(progress["remaining"]),
+            },
         }
+
+
+def iso_datetime(value: datetime) -> str:
+    """A datetime as DRF's ``DateTimeField`` renders it (ISO 8601, UTC as "Z")."""
+    value = timezone.localtime(value) if timezone.is_aware(value) else value
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class LabelSubmitSerializer(serializers.Serializer):
@@ -123,3 +137,19 @@ class LabelSerializer(serializers.ModelSerializer):
     def get_instructions_version(self, label: Label) -> int | None:
         iv = label.instructions_version
         return iv.version if iv is not None else None
+
+
+def label_payload(label: Label) -> dict[str, Any]:
+    """``LabelSerializer(label).data`` as plain JSON types, without the serializer's cost."""
+    iv = label.instructions_version
+    return {
+        "id": label.pk,
+        "comparison_id": label.comparison_id,
+        "task_id": label.task_id,
+        "kind": label.kind,
+        "choice": label.choice,
+        "display_order": label.display_order,
+        "time_spent_ms": label.time_spent_ms,
+        "instructions_version": iv.version if iv is not None else None,
+        "created_at": iso_datetime(label.created_at),
+    }

@@ -1,15 +1,72 @@
-"""Scoped throttles whose rates are read per request, so settings overrides (tests, env) apply."""
+"""Scoped throttles whose rates are read per request, so settings overrides (tests, env) apply.
+
+DRF's ``SimpleRateThrottle`` keeps a list of timestamps per client (a cache get, a pickled
+list of up to ``num_requests`` floats, and a cache set per request). On the labeling hot path
+these throttles count instead: a counter per client and scope that starts at the client's first
+request and expires ``duration`` seconds later (a fixed window anchored at that request). On
+Redis that is one round trip (``SET NX EX`` + ``INCR`` in a pipeline), elsewhere a cache
+``add`` then ``incr``. A client may burst up to twice the rate across a window boundary; the
+limit is meant against floods, not as an exact quota. A cache outage lets requests through.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.core.cache.backends.redis import RedisCache
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
+logger = logging.getLogger(__name__)
+
 
 class SettingsScopedRateThrottle(ScopedRateThrottle):
-    """``ScopedRateThrottle`` reading ``DEFAULT_THROTTLE_RATES`` at request time; keyed by user
-    (or client IP when anonymous) and the view's ``throttle_scope``."""
+    """A counting ``ScopedRateThrottle`` reading ``DEFAULT_THROTTLE_RATES`` at request time;
+    keyed by user (or client IP when anonymous) and the view's ``throttle_scope``."""
 
     def get_rate(self) -> str | None:
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
         return None if rate is None else str(rate)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        self.scope = getattr(view, self.scope_attr, None)
+        rate = self.get_rate() if self.scope else None
+        if rate is None:
+            return True
+        self.rate = rate
+        num_requests, duration = self.parse_rate(rate)
+        if num_requests is None or duration is None:
+            return True
+        self.num_requests, self.duration = num_requests, duration
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        try:
+            count = self._count(self.key, int(duration))
+        except Exception as exc:  # a cache outage must not fail labeling requests
+            logger.warning("throttle cache unavailable, letting the request through: %s", exc)
+            return True
+        return count <= num_requests
+
+    def _count(self, key: str, duration: int) -> int:
+        cache = self.cache
+        if isinstance(cache, RedisCache):
+            redis_key = cache.make_and_validate_key(key)
+            client = cache._cache.get_client(redis_key, write=True)
+            pipe = client.pipeline(transaction=False)
+            pipe.set(redis_key, 0, ex=duration, nx=True)
+            pipe.incr(redis_key)
+            return int(pipe.execute()[1])
+        if cache.add(key, 1, duration):
+            return 1
+        try:
+            return int(cache.incr(key))
+        except ValueError:  # expired between add and incr: a new window
+            cache.set(key, 1, duration)
+            return 1
+
+    def wait(self) -> float | None:
+        # The window's start is not stored: the full duration is an upper bound.
+        return float(self.duration or 0)

@@ -32,9 +32,11 @@ from labeling.api.serializers import (
     TaskSerializer,
     TokenRequestSerializer,
     TokenSerializer,
+    label_payload,
 )
 from labeling.api.throttling import SettingsScopedRateThrottle
 from labeling.permissions import IsStaff
+from labeling.selectors import Progress
 from labeling.services import labels as label_services
 from labeling.services import leasing
 
@@ -119,7 +121,7 @@ class NextView(APIView):
         operation_id="tasks_next",
     )
     def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.get_labeling_task(user=request.user, task_id=task_id)
+        task = selectors.get_lease_task(user=request.user, task_id=task_id)
         if task is None:
             return task_not_found(task_id)
         try:
@@ -128,8 +130,11 @@ class NextView(APIView):
             return domain_error(exc)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        progress = selectors.labeling_progress(task=task, labeler_id=assignment.labeler_id)
-        return Response(LeaseSerializer(LeaseSerializer.payload(assignment, progress)).data)
+        progress: Progress = {
+            "labeled_by_me": task.labeled_by_me,  # type: ignore[attr-defined]
+            "remaining": selectors.remaining_estimate(task_id=task.pk),
+        }
+        return Response(LeaseSerializer.payload(assignment, progress))
 
 
 class LabelCreateView(APIView):
@@ -159,7 +164,7 @@ class LabelCreateView(APIView):
         except label_services.LabelError as exc:
             return domain_error(exc)
         return Response(
-            LabelSerializer(label).data,
+            label_payload(label),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

@@ -3,14 +3,17 @@
 A comparison has ``overlap`` slots; ``open_slots`` counts those neither leased nor labeled.
 Taking a slot is a conditional ``UPDATE ... SET open_slots = open_slots - 1 WHERE open_slots > 0``
 on a row picked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so concurrent labelers
-never take the same slot and never wait on each other's rows. On SQLite, row locks do not exist:
-the settings open every transaction with ``BEGIN IMMEDIATE`` so writers serialize there.
+never take the same slot and never wait on each other's rows. On PostgreSQL the pick, the
+update and the read of the comparison with its prompt are one statement (a CTE). On SQLite,
+row locks do not exist: the settings open every transaction with ``BEGIN IMMEDIATE`` so
+writers serialize there.
 
 Gold comparisons ignore overlap: any labeler who has not seen one may get it, no slot is taken.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import datetime, timedelta
@@ -21,7 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labeling import selectors
-from labeling.models import Assignment, Comparison, Task
+from labeling.models import Assignment, Comparison, Prompt, Task
 
 _CLAIM_ATTEMPTS = 3
 
@@ -38,20 +41,14 @@ def _locking() -> bool:
     return bool(connection.features.has_select_for_update_skip_locked)
 
 
-def _claim_open_slot(*, task: Task, labeler_id: int) -> int | None:
-    """Take one slot of the best available comparison; its id, or None when none is left."""
-    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id)
-    candidates = pool
+def _claim_open_slot(*, task: Task, labeler_id: int) -> Comparison | int | None:
+    """Take one slot of the best available comparison: the comparison (with its prompt) on
+    PostgreSQL, its id on other databases, None when none is left."""
     if _locking():
-        candidates = pool.select_for_update(skip_locked=True, of=("self",))
+        return _claim_open_slot_locking(task=task, labeler_id=labeler_id)
+    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id)
     for _ in range(_CLAIM_ATTEMPTS):
-        comparison_id = candidates.values_list("pk", flat=True).first()
-        if comparison_id is None and _locking():
-            # Every candidate may be locked only for a moment (a concurrent lease, or a skip
-            # giving its slot back): wait for the best one rather than answer "nothing left".
-            comparison_id = (
-                pool.select_for_update(of=("self",)).values_list("pk", flat=True).first()
-            )
+        comparison_id = pool.values_list("pk", flat=True).first()
         if comparison_id is None:
             return None
         taken = Comparison.objects.filter(pk=comparison_id, open_slots__gt=0).update(
@@ -59,6 +56,54 @@ def _claim_open_slot(*, task: Task, labeler_id: int) -> int | None:
         )
         if taken:
             return comparison_id
+    return None
+
+
+_CLAIM_SQL = """
+WITH picked (id) AS ({pick}),
+taken AS (
+    UPDATE {comparison} AS c SET open_slots = c.open_slots - 1
+    FROM picked WHERE c.id = picked.id AND c.open_slots > 0
+    RETURNING c.id, c.prompt_id, c.k, c.samples
+)
+SELECT taken.id, taken.prompt_id, taken.k, taken.samples, p.text
+FROM taken JOIN {prompt} AS p ON p.id = taken.prompt_id
+"""
+
+
+def _claim_open_slot_locking(*, task: Task, labeler_id: int) -> Comparison | None:
+    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), take the slot and read the comparison with
+    its prompt in one statement; the candidate query is the ORM's ``available_comparisons``."""
+    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id).values("pk")
+    quote = connection.ops.quote_name
+    for attempt in range(_CLAIM_ATTEMPTS + 1):
+        # Every candidate may be locked only for a moment (a concurrent lease, or a skip giving
+        # its slot back): after a miss, wait for the best one rather than answer "nothing left".
+        skip_locked = attempt == 0
+        pick = pool.select_for_update(skip_locked=skip_locked, of=("self",))[:1]
+        pick_sql, params = pick.query.get_compiler(connection=connection).as_sql()
+        sql = _CLAIM_SQL.format(
+            pick=pick_sql,
+            comparison=quote(Comparison._meta.db_table),
+            prompt=quote(Prompt._meta.db_table),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is not None:
+            pk, prompt_id, k, samples, text = row
+            if isinstance(samples, str | bytes):
+                samples = json.loads(samples)
+            return Comparison(
+                pk=pk,
+                task=task,
+                prompt=Prompt(pk=prompt_id, task=task, text=text),
+                k=k,
+                samples=samples,
+                is_gold=False,
+            )
+        if not skip_locked and not pool.exists():
+            return None
     return None
 
 
@@ -71,9 +116,15 @@ def _claim_gold(*, task: Task, labeler_id: int) -> int | None:
 
 
 def _create_assignment(
-    *, task: Task, labeler_id: int, comparison_id: int, now: datetime, rng: random.Random
+    *,
+    task: Task,
+    labeler_id: int,
+    comparison: Comparison | int,
+    now: datetime,
+    rng: random.Random,
 ) -> Assignment:
-    comparison = Comparison.objects.select_related("prompt").get(pk=comparison_id)
+    if not isinstance(comparison, Comparison):
+        comparison = Comparison.objects.select_related("prompt").get(pk=comparison)
     permutation = list(range(comparison.k))
     rng.shuffle(permutation)
     assignment = Assignment.objects.create(
@@ -111,17 +162,17 @@ def lease_next(
     if existing is not None:
         return existing
 
-    comparison_id = None
+    claimed: Comparison | int | None = None
     if task.gold_rate > 0 and rng.random() < task.gold_rate:
-        comparison_id = _claim_gold(task=task, labeler_id=labeler_id)
-    if comparison_id is None:
-        comparison_id = _claim_open_slot(task=task, labeler_id=labeler_id)
-    if comparison_id is None and reclaim_expired_leases(task=task, now=now):
-        comparison_id = _claim_open_slot(task=task, labeler_id=labeler_id)
-    if comparison_id is None:
+        claimed = _claim_gold(task=task, labeler_id=labeler_id)
+    if claimed is None:
+        claimed = _claim_open_slot(task=task, labeler_id=labeler_id)
+    if claimed is None and reclaim_expired_leases(task=task, now=now):
+        claimed = _claim_open_slot(task=task, labeler_id=labeler_id)
+    if claimed is None:
         return None
     return _create_assignment(
-        task=task, labeler_id=labeler_id, comparison_id=comparison_id, now=now, rng=rng
+        task=task, labeler_id=labeler_id, comparison=claimed, now=now, rng=rng
     )
 
 

@@ -263,3 +263,39 @@ def test_tick_tops_the_buffer_up_at_half(loop_task):
     assert services.tick(task_id=loop_task.pk).sample == 0  # 2 of 3 open: enough
     Comparison.objects.filter(task=loop_task).first().delete()
     assert services.tick(task_id=loop_task.pk).sample == 2  # 1 of 3 open: top up to 3
+
+
+def test_retry_delay_grows_after_repeated_failures():
+    from training.services.runs import retry_delay_seconds
+
+    delays = [retry_delay_seconds(consecutive_failures=n, base=30) for n in range(6)]
+    assert delays == [0, 0, 30, 60, 120, 240]
+    assert retry_delay_seconds(consecutive_failures=30, base=30) == 3600
+
+
+def test_tick_backs_off_after_repeated_failures(loop_task, settings):
+    settings.TRAINING_RETRY_SECONDS = 600
+    add_labels(loop_task, 2)
+    for _ in range(2):
+        run = _running_run(loop_task, TrainingRun.Kind.REWARD)
+        services.fail_run(run_id=run.pk, error="boom")
+    assert services.tick(task_id=loop_task.pk).reward_run is None  # waiting 600 s
+    TrainingRun.objects.filter(kind=TrainingRun.Kind.REWARD).update(
+        finished_at=timezone.now() - timedelta(seconds=601)
+    )
+    assert services.tick(task_id=loop_task.pk).reward_run is not None
+
+
+def test_tick_sends_a_lost_queued_run_again_once_per_period(
+    loop_task, settings, django_capture_on_commit_callbacks
+):
+    settings.TRAINING_STALE_SECONDS = 60
+    run = TrainingRun.objects.create(task=loop_task, kind=TrainingRun.Kind.REWARD)
+    TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks():
+        first = services.tick(task_id=loop_task.pk)
+        second = services.tick(task_id=loop_task.pk)
+    assert first.redelivered == [run.pk]
+    assert second.redelivered == []  # sent again at most once per TRAINING_STALE_SECONDS
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.QUEUED and run.heartbeat_at is not None

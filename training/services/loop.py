@@ -1,7 +1,8 @@
 """The scheduler: one ``tick`` per task decides what the workers do next.
 
 A tick is cheap (a handful of queries) and idempotent: it may run on every label commit, on
-every beat, twice at once. It (1) fails runs whose worker died, (2) reclaims expired leases,
+every beat, twice at once. It (1) fails runs whose worker died and sends again the jobs of
+runs queued for too long (a lost message), (2) reclaims expired leases,
 (3) tops the unlabeled comparisons from the promoted policy up to ``buffer`` when half
 are left, (4) queues a
 reward-model retrain when the label count reached the next threshold, and (5) queues the next
@@ -12,16 +13,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from labeling.models import Task
 from labeling.services.leasing import reclaim_expired_leases
 from training import schedule as loop_schedule
 from training import selectors
 from training.models import TrainingRun
-from training.services.runs import reap_stale_runs, schedule_run
+from training.services.runs import (
+    reap_stale_runs,
+    redeliver_lost_runs,
+    retry_delay_seconds,
+    schedule_run,
+)
 from training.services.versions import ensure_base_policy, retire_superseded_comparisons
 
 logger = logging.getLogger(__name__)
@@ -31,11 +39,21 @@ def stale_seconds() -> int:
     return int(getattr(settings, "TRAINING_STALE_SECONDS", 300))
 
 
+def _backing_off(*, task_id: int, kind: str) -> bool:
+    """True while a kind of run that keeps failing waits before its next try."""
+    failures, last_end = selectors.recent_failures(task_id=task_id, kind=kind)
+    delay = retry_delay_seconds(
+        consecutive_failures=failures, base=int(getattr(settings, "TRAINING_RETRY_SECONDS", 30))
+    )
+    return bool(delay and last_end and timezone.now() < last_end + timedelta(seconds=delay))
+
+
 @dataclass
 class TickResult:
     task_id: int
     skipped: str = ""
     reaped: list[int] = field(default_factory=list)
+    redelivered: list[int] = field(default_factory=list)
     reclaimed: int = 0
     sample: int = 0
     reward_run: int | None = None
@@ -62,6 +80,7 @@ def tick(*, task_id: int) -> TickResult:
         result.skipped = str(error)
         return result
     result.reaped = reap_stale_runs(stale_seconds=stale_seconds(), task_id=task_id)
+    result.redelivered = redeliver_lost_runs(task_id=task_id, older_than_seconds=stale_seconds())
     result.reclaimed = reclaim_expired_leases(task=task)
 
     ensure_base_policy(task=task)
@@ -82,14 +101,16 @@ def tick(*, task_id: int) -> TickResult:
     threshold = loop_schedule.due_retrain_threshold(
         schedule, label_count, reward_model.label_count if reward_model else None
     )
-    if threshold is not None:
+    if threshold is not None and not _backing_off(task_id=task_id, kind=TrainingRun.Kind.REWARD):
         run = schedule_run(task=task, kind=TrainingRun.Kind.REWARD, target_label_count=label_count)
         result.reward_run = run.pk if run else None
 
     head = selectors.ppo_head(task_id=task_id)
     episodes_done = head.episodes if head is not None else 0
-    if reward_model is not None and loop_schedule.policy_chunk_due(
-        schedule, episodes_done, label_count
+    if (
+        reward_model is not None
+        and loop_schedule.policy_chunk_due(schedule, episodes_done, label_count)
+        and not _backing_off(task_id=task_id, kind=TrainingRun.Kind.POLICY)
     ):
         run = schedule_run(task=task, kind=TrainingRun.Kind.POLICY, target_label_count=label_count)
         result.policy_run = run.pk if run else None

@@ -46,6 +46,33 @@ def schedule_run(*, task: Task, kind: str, target_label_count: int = 0) -> Train
     return run
 
 
+def redeliver_lost_runs(*, task_id: int, older_than_seconds: int) -> list[int]:
+    """Enqueue again the queued runs whose message may have been lost (a broker restart
+    without persistence): at most once per ``older_than_seconds`` per run. A duplicate
+    delivery is harmless, since only one worker can claim a queued run."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    redelivered = []
+    for run in selectors.queued_runs_enqueued_before(task_id=task_id, before=cutoff):
+        # The queued run's heartbeat_at records when its message was last sent.
+        sent = TrainingRun.objects.filter(
+            pk=run.pk, status=TrainingRun.Status.QUEUED, created_at__lt=cutoff
+        ).exclude(heartbeat_at__gte=cutoff).update(heartbeat_at=now)
+        if sent:
+            logger.warning("training run %s still queued: sending its job again", run.pk)
+            _enqueue(run)
+            redelivered.append(run.pk)
+    return redelivered
+
+
+def retry_delay_seconds(*, consecutive_failures: int, base: int, cap: int = 3600) -> int:
+    """Back-off before retrying a kind of run that failed ``consecutive_failures`` times in a
+    row: none after one failure (a lost worker is retried at once), then base, 2 base, ..."""
+    if consecutive_failures <= 1:
+        return 0
+    return int(min(cap, base * 2 ** (consecutive_failures - 2)))
+
+
 def claim_run(*, run_id: int, worker: str) -> TrainingRun | None:
     """Move a queued run to running for this worker; None when it is not queued (claimed by a
     duplicate delivery, finished, failed or gone)."""
@@ -134,6 +161,8 @@ __all__ = [
     "fail_run",
     "heartbeat",
     "reap_stale_runs",
+    "redeliver_lost_runs",
+    "retry_delay_seconds",
     "schedule_run",
     "set_checkpoint",
     "succeed_run_without_output",

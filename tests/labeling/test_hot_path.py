@@ -1,0 +1,132 @@
+"""The labeling hot path's economies: query counts, the token cache, the counting throttle,
+the cached ``remaining`` and the debounced loop tick."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from labeling.api.authentication import clear_token_cache
+from labeling.api.serializers import LabelSerializer, LeaseSerializer, label_payload
+from labeling.models import Assignment, Label, Task
+from labeling.selectors import remaining_estimate
+from labeling.services.labels import tick_countdown
+from tests.factories import (
+    ComparisonFactory,
+    InstructionsFactory,
+    TaskFactory,
+    TaskLabelerFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    cache.clear()
+    clear_token_cache()
+    yield
+    cache.clear()
+    clear_token_cache()
+
+
+@pytest.fixture
+def task() -> Task:
+    task = TaskFactory(k=4, labels_per_comparison=1)
+    InstructionsFactory(task=task, version=2, text="Pick one.")
+    ComparisonFactory.create_batch(20, task=task)
+    return task
+
+
+def labeler_client(task: Task) -> tuple[APIClient, Token]:
+    user = UserFactory()
+    TaskLabelerFactory(task=task, labeler=user)
+    token = Token.objects.create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client, token
+
+
+def test_a_pair_costs_a_few_constant_queries(task, django_assert_max_num_queries):
+    client, _ = labeler_client(task)
+    # next: token (cached after the first request), task + membership + progress, lease lookup,
+    # the claim (one statement on PostgreSQL, three on SQLite), the lease insert, the cached
+    # remaining count, the transaction's two statements.
+    next_queries = 8 if connection.vendor == "postgresql" else 10
+    for _ in range(3):
+        with django_assert_max_num_queries(next_queries):
+            lease = client.get(f"/api/v1/tasks/{task.pk}/next/").json()
+        body = {"comparison_id": lease["comparison_id"], "kind": "choice", "choice": 1}
+        with django_assert_max_num_queries(7):
+            response = client.post("/api/v1/labels/", body, format="json")
+        assert response.status_code == 201
+
+
+def test_plain_payloads_match_the_serializers(task):
+    client, _ = labeler_client(task)
+    lease = client.get(f"/api/v1/tasks/{task.pk}/next/").json()
+    assignment = Assignment.objects.get(pk=lease["assignment_id"])
+    assert lease == LeaseSerializer(LeaseSerializer.payload(assignment, lease["progress"])).data
+    body = {"comparison_id": lease["comparison_id"], "kind": "choice", "choice": 3}
+    created = client.post("/api/v1/labels/", body, format="json").json()
+    label = Label.objects.select_related("instructions_version").get(pk=created["id"])
+    assert created == LabelSerializer(label).data == label_payload(label)
+    assert created["instructions_version"] == 2
+
+
+def test_a_revoked_token_stops_working_within_the_cache_ttl(task, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 0.3
+    client, token = labeler_client(task)
+    assert client.get("/api/v1/tasks/").status_code == 200
+    token.delete()
+    time.sleep(0.4)
+    assert client.get("/api/v1/tasks/").status_code in (401, 403)
+
+
+def test_without_the_token_cache_revocation_is_immediate(task, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    client, token = labeler_client(task)
+    assert client.get("/api/v1/tasks/").status_code == 200
+    token.delete()
+    assert client.get("/api/v1/tasks/").status_code in (401, 403)
+
+
+def test_throttle_counts_per_labeler_and_scope(task, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"lease": "3/min", "label_submit": "100/min", "login": "5/min"},
+    }
+    alice, _ = labeler_client(task)
+    bob, _ = labeler_client(task)
+    codes = [alice.get(f"/api/v1/tasks/{task.pk}/next/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    refused = alice.get(f"/api/v1/tasks/{task.pk}/next/")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) <= 60
+    assert bob.get(f"/api/v1/tasks/{task.pk}/next/").status_code == 200
+
+
+def test_remaining_is_task_wide_and_refreshed_after_its_ttl(task, settings):
+    settings.LABELING_REMAINING_CACHE_SECONDS = 0.3
+    client, _ = labeler_client(task)
+    first = client.get(f"/api/v1/tasks/{task.pk}/next/").json()
+    assert first["progress"]["remaining"] == 19
+    ComparisonFactory.create_batch(5, task=task)
+    assert remaining_estimate(task_id=task.pk) == 19  # cached
+    time.sleep(0.4)
+    assert remaining_estimate(task_id=task.pk) == 24
+
+
+def test_tick_is_debounced_per_task(settings):
+    settings.LABELING_TICK_DEBOUNCE_SECONDS = 2.0
+    assert tick_countdown(task_id=1) == 0.0  # leading edge: at once
+    assert tick_countdown(task_id=1) == 2.0  # trailing edge: after the window
+    assert tick_countdown(task_id=1) is None
+    assert tick_countdown(task_id=2) == 0.0
+    settings.LABELING_TICK_DEBOUNCE_SECONDS = 0
+    assert tick_countdown(task_id=1) == 0.0
