@@ -37,9 +37,7 @@ class Command(BaseCommand):
             if demo.role == "researcher":
                 user.groups.add(researchers)
 
-        task, created = Task.objects.get_or_create(
-            name=DEMO_TASK_NAME, defaults=DEMO_TASK_SETTINGS
-        )
+        task, created = Task.objects.get_or_create(name=DEMO_TASK_NAME, defaults=DEMO_TASK_SETTINGS)
         if not created:
             self.stdout.write(f"Demo task {task.pk} exists; logins refreshed.")
             return

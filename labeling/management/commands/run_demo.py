@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,103 +53,45 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}"
         python = sys.executable
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        host_port = f"{options['host']}:{options['port']}"
+        celery = [python, "-m", "celery", "-A", "config"]
+        gunicorn = [python, "-m", "gunicorn", "config.wsgi:application"]
         commands: list[tuple[str, list[str]]] = [
-            (
-                "web",
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "config.wsgi:application",
-                    "--bind",
-                    f"{options['host']}:{options['port']}",
-                    "--workers",
-                    str(options["web_workers"]),
-                    "--access-logfile",
-                    "-",
-                ],
-            ),
-            # Light work stays responsive while the other worker trains.
-            (
-                "worker-light",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    "default",
-                    "-n",
-                    "light@%h",
-                    "--concurrency",
-                    "1",
-                    "--loglevel",
-                    "INFO",
-                ],
-            ),
-            (
-                "worker-train",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "-Q",
-                    "sampling,training",
-                    "-n",
-                    "train@%h",
-                    "--concurrency",
-                    "1",
-                    "--loglevel",
-                    "INFO",
-                ],
-            ),
-            (
-                "beat",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    settings.CELERY_BEAT_SCHEDULE_FILENAME,
-                ],
-            ),
-        ]
-        if options["simulate"] != "none":
-            commands.append(
-                (
-                    "simulated",
-                    [
-                        python,
-                        "manage.py",
-                        "simulate_labelers",
-                        "--task",
-                        str(task.pk),
-                        "--labelers",
-                        str(options["simulated_labelers"]),
-                        "--preference",
-                        options["simulate"],
-                        "--rate",
-                        str(options["rate"]),
-                        "--url",
-                        url,
-                        "--wait-for-server",
-                        "--follow",
-                    ],
-                ),
-            )
+            ("web", [*gunicorn, "-c", "config/gunicorn.conf.py", "--bind", host_port,
+                     "--workers", str(options["web_workers"])]),
+            # Light work (ticks, heartbeats) stays responsive while the other worker trains.
+            ("worker-light", [*celery, "worker", "-Q", "default", "-n", "light@%h",
+                              "--concurrency", "1"]),
+            ("worker-train", [*celery, "worker", "-Q", "sampling,training", "-n", "train@%h",
+                              "--concurrency", "1"]),
+            ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]),
+        ]  # fmt: skip
         children = [self._start(name, cmd, env) for name, cmd in commands]
+        if not self._wait_until_serving(url, children[0]):
+            self._supervise(children, stop_now=True)
+            sys.exit(1)
+        if options["simulate"] != "none":
+            simulate = [python, "manage.py", "simulate_labelers", "--task", str(task.pk)]
+            simulate += ["--labelers", str(options["simulated_labelers"])]
+            simulate += ["--preference", options["simulate"], "--rate", str(options["rate"])]
+            simulate += ["--url", url, "--until-budget", "--idle", str(24 * 3600)]
+            children.append(self._start("simulated", simulate, env))
         self._banner(url, task.pk, options["simulate"])
         self._supervise(children)
+
+    def _wait_until_serving(self, url: str, web: Child, timeout: float = 90.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if web.process.poll() is not None:
+                self.stderr.write(f"The web server exited with code {web.process.returncode}.")
+                return False
+            try:
+                with urllib.request.urlopen(f"{url}/healthz?live=1", timeout=2):
+                    return True
+            except OSError:
+                time.sleep(0.5)
+        self.stderr.write(f"The web server did not answer at {url} within {timeout:.0f} s.")
+        return False
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
         process = subprocess.Popen(
@@ -182,8 +125,8 @@ class Command(BaseCommand):
         lines.append("  Ctrl-C stops everything.")
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
 
-    def _supervise(self, children: list[Child]) -> None:
-        stopping = False
+    def _supervise(self, children: list[Child], stop_now: bool = False) -> None:
+        stopping = stop_now
 
         def stop(*_: Any) -> None:
             nonlocal stopping
