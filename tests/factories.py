@@ -59,6 +59,8 @@ class ComparisonFactory(factory.django.DjangoModelFactory):
     task = factory.SubFactory(TaskFactory)
     prompt = factory.SubFactory(PromptFactory, task=factory.SelfAttribute("..task"))
     k = factory.SelfAttribute("task.k")
-    samples = factory.LazyAttribute(lambda o: [f"sample {i} of {o.prompt.text}" for i in range(o.k)])
+    samples = factory.LazyAttribute(
+        lambda o: [f"sample {i} of {o.prompt.text}" for i in range(o.k)]
+    )
     overlap = factory.SelfAttribute("task.labels_per_comparison")
     open_slots = factory.SelfAttribute("overlap")

@@ -152,7 +152,12 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
     queries = [p.token_ids if p.token_ids else p.text for p in prompts]
     if any(isinstance(q, str) for q in queries):
         queries = [p.text for p in prompts]
+    started = time.perf_counter()
     samples = sample_responses(model, tokenizer, queries, config.sampling)
+    logger.info(
+        "task %s: sampled %d comparisons from policy v%d in %.1f s",
+        task_id, len(samples), version.number, time.perf_counter() - started,
+    )  # fmt: skip
     _refresh_db()
     created = services.create_comparisons(
         task=task,
@@ -184,6 +189,10 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
     out_dir = task_dir(task.pk) / "reward" / f"run-{run.pk}"
     started = time.perf_counter()
+    logger.info(
+        "task %s: reward run %s on %d labels (%s)",
+        task.pk, run.pk, len(records), "warm start" if init_from else "from the base model",
+    )  # fmt: skip
     with heartbeating(run.pk) as check:
         result = train_reward_model(
             records,
@@ -225,6 +234,10 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         metrics=metrics,
     )
     if version is not None:
+        logger.info(
+            "task %s: published reward model v%d: held-out accuracy %s, %.0f s",
+            task.pk, version.number, metrics["held_out_accuracy"], metrics["seconds"],
+        )  # fmt: skip
         score_comparisons(version)
     return version
 
@@ -309,8 +322,18 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
         services.fail_run(run_id=run.pk, error="the task has no train prompts")
         return None
 
+    logger.info(
+        "task %s: policy run %s, PPO episodes %d -> %d against reward model v%d",
+        task.pk, run.pk, done, target, reward_model.number,
+    )  # fmt: skip
+
     def progress(done_now: int, total: int, metrics: dict[str, float]) -> None:
         check()
+        logger.info(
+            "task %s: PPO episode %d: score %.3f, KL %.3f, beta %.4f",
+            task.pk, metrics.get("episodes", 0), metrics.get("score", float("nan")),
+            metrics.get("kl", float("nan")), metrics.get("beta", float("nan")),
+        )  # fmt: skip
         services.append_run_metrics(
             run_id=run.pk, entries=[{"episode": int(metrics.get("episodes", 0)), **metrics}]
         )
@@ -356,6 +379,9 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
         parent_id=head.pk if head else None,
     )
     if version is not None and version.artifact_path == str(artifact):
+        logger.info(
+            "task %s: published policy v%d (%d episodes)", task.pk, version.number, version.episodes
+        )
         shutil.rmtree(state_dir, ignore_errors=True)
         write_eval_samples(version, reward_model, config)
     return version

@@ -186,12 +186,15 @@ def task_agreement(*, task: Task) -> tuple[AgreementReport, RewardModelVersion |
             for username, comparison_id, choice in labels.values_list(
                 "labeler__username", "comparison_id", "choice"
             ).iterator(chunk_size=5000)
+            if choice is not None
         ]
-        gold = dict(
-            Comparison.objects.filter(task=task, is_gold=True, gold_choice__isnull=False)
-            .values_list("id", "gold_choice")
-            .iterator(chunk_size=5000)
-        )
+        gold = {
+            comparison_id: choice
+            for comparison_id, choice in Comparison.objects.filter(
+                task=task, is_gold=True, gold_choice__isnull=False
+            ).values_list("id", "gold_choice")
+            if choice is not None
+        }
         rm_argmax: dict[int, int] = {}
         if rm is not None:
             for comparison_id, scores in ComparisonScores.objects.filter(

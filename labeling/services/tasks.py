@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -163,13 +163,13 @@ def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
 
 
 @transaction.atomic
-def add_labeler(*, task: Task, labeler: AbstractBaseUser) -> TaskLabeler:
+def add_labeler(*, task: Task, labeler: User) -> TaskLabeler:
     membership, _ = TaskLabeler.objects.get_or_create(task=task, labeler=labeler)
     return membership
 
 
 @transaction.atomic
-def remove_labeler(*, task: Task, labeler: AbstractBaseUser) -> None:
+def remove_labeler(*, task: Task, labeler: User) -> None:
     TaskLabeler.objects.filter(task=task, labeler=labeler).delete()
 
 

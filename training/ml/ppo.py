@@ -117,6 +117,8 @@ def train_policy(
         query_pool = encode_queries(tokenizer, queries, sampling.query_length)  # type: ignore[arg-type]
     else:
         query_pool = [list(q)[-sampling.query_length :] for q in queries]  # type: ignore[misc]
+    if not query_pool:
+        raise ValueError("train_policy needs at least one query")
     cut_ids = truncation_token_ids(tokenizer, sampling.truncate_token)
     stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     scorer: Scorer = RewardModelScorer(reward) if isinstance(reward, str | Path) else reward

@@ -55,9 +55,13 @@ def redeliver_lost_runs(*, task_id: int, older_than_seconds: int) -> list[int]:
     redelivered = []
     for run in selectors.queued_runs_enqueued_before(task_id=task_id, before=cutoff):
         # The queued run's heartbeat_at records when its message was last sent.
-        sent = TrainingRun.objects.filter(
-            pk=run.pk, status=TrainingRun.Status.QUEUED, created_at__lt=cutoff
-        ).exclude(heartbeat_at__gte=cutoff).update(heartbeat_at=now)
+        sent = (
+            TrainingRun.objects.filter(
+                pk=run.pk, status=TrainingRun.Status.QUEUED, created_at__lt=cutoff
+            )
+            .exclude(heartbeat_at__gte=cutoff)
+            .update(heartbeat_at=now)
+        )
         if sent:
             logger.warning("training run %s still queued: sending its job again", run.pk)
             _enqueue(run)

@@ -62,7 +62,10 @@ class Command(BaseCommand):
             # Light work (ticks, heartbeats) stays responsive while the other worker trains.
             ("worker-light", [*celery, "worker", "-Q", "default", "-n", "light@%h",
                               "--concurrency", "1"]),
-            ("worker-train", [*celery, "worker", "-Q", "sampling,training", "-n", "train@%h",
+            # Sampling has its own worker so labelers get new comparisons while a model trains.
+            ("worker-sample", [*celery, "worker", "-Q", "sampling", "-n", "sample@%h",
+                               "--concurrency", "1"]),
+            ("worker-train", [*celery, "worker", "-Q", "training", "-n", "train@%h",
                               "--concurrency", "1"]),
             ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]),
         ]  # fmt: skip
