@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from labeling.models import Comparison, Label, Prompt
+from labeling.models import Comparison, Label
 from labeling.simulation import RunOptions, ensure_simulated_labelers, run_simulation
-from tests.factories import TaskFactory, UserFactory
+from tests.factories import UserFactory
+from tests.training.conftest import tiny_task
 from training import services
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
@@ -146,42 +147,9 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, workers
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{workers.logs()}")
 
 
-def tiny_task(base_model: str, **schedule):
-    task = TaskFactory(
-        base_model=base_model,
-        k=4,
-        query_length=8,
-        response_length=8,
-        truncation_min_position=2,
-        temperature=1.0,
-        lease_seconds=60,
-        training_settings={"preset": "cpu-tiny", "reward": {"normalization_samples": 8}},
-        schedule={
-            "n0": 4,
-            "n": 8,
-            "episodes": 32,
-            "retrains": 2,
-            "chunk_episodes": 16,
-            "buffer": 6,
-            **schedule,
-        },
-    )
-    texts = [
-        "The movie was good.",
-        "The food was bad.",
-        "It is a nice day.",
-        "Dogs and cats play.",
-        "The story was sad.",
-        "What a great show.",
-    ]
-    for i, text in enumerate(texts):
-        Prompt.objects.create(task=task, text=text, split="eval" if i == 5 else "train")
-    return task
-
-
 def test_labels_lead_to_a_new_policy_and_its_comparisons(tiny_model_path, workers, live_server):
     started = time.monotonic()
-    task = tiny_task(tiny_model_path)
+    task = tiny_task(tiny_model_path, lease_seconds=60, buffer=6)
     workers.start("all", "default,sampling,training", beat=True)
     # No manual step: beat ticks the task, which samples from policy v0.
     wait_for(
@@ -221,7 +189,7 @@ def test_labels_lead_to_a_new_policy_and_its_comparisons(tiny_model_path, worker
 
 
 def test_killed_training_worker_publishes_exactly_once(tiny_model_path, workers):
-    task = tiny_task(tiny_model_path, episodes=256, chunk_episodes=256, buffer=0)
+    task = tiny_task(tiny_model_path, lease_seconds=60, episodes=256, chunk_episodes=256, buffer=0)
     v0 = services.ensure_base_policy(task=task)
     labeler = UserFactory()
     prompts = list(task.prompts.filter(split="train"))

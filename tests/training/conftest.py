@@ -4,8 +4,45 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.models import Comparison, Label
+from labeling.models import Comparison, Label, Prompt
 from tests.factories import ComparisonFactory, TaskFactory, UserFactory
+
+TINY_PROMPTS = (
+    "The movie was good.",
+    "The food was bad.",
+    "It is a nice day.",
+    "Dogs and cats play.",
+    "The story was sad.",
+    "What a great show.",
+)
+
+
+def tiny_task(base_model: str, *, lease_seconds: int = 600, **schedule):
+    """A task on a tiny saved model with the cpu-tiny preset and a short online schedule;
+    the last prompt is the eval split."""
+    task = TaskFactory(
+        base_model=base_model,
+        k=4,
+        query_length=8,
+        response_length=8,
+        truncation_min_position=2,
+        temperature=1.0,
+        lease_seconds=lease_seconds,
+        training_settings={"preset": "cpu-tiny", "reward": {"normalization_samples": 8}},
+        schedule={
+            "n0": 4,
+            "n": 8,
+            "episodes": 32,
+            "retrains": 2,
+            "chunk_episodes": 16,
+            "buffer": 4,
+            **schedule,
+        },
+    )
+    last = len(TINY_PROMPTS) - 1
+    for i, text in enumerate(TINY_PROMPTS):
+        Prompt.objects.create(task=task, text=text, split="eval" if i == last else "train")
+    return task
 
 
 def add_labels(task, n: int, *, policy_version=None, choice: int = 0) -> list[Label]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.models import Comparison, Label, Prompt
-from tests.factories import TaskFactory, UserFactory
+from labeling.models import Comparison, Label
+from tests.factories import UserFactory
+from tests.training.conftest import tiny_task
 from training import selectors, services
 from training.models import ComparisonScores, EvalSample, PolicyVersion, TrainingRun
 
@@ -22,38 +23,6 @@ def tiny_model_path(tmp_path_factory) -> str:
     build_model(len(tokenizer)).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
-
-
-def tiny_task(base_model: str, **schedule):
-    task = TaskFactory(
-        base_model=base_model,
-        k=4,
-        query_length=8,
-        response_length=8,
-        truncation_min_position=2,
-        temperature=1.0,
-        training_settings={"preset": "cpu-tiny", "reward": {"normalization_samples": 8}},
-        schedule={
-            "n0": 4,
-            "n": 8,
-            "episodes": 32,
-            "retrains": 2,
-            "chunk_episodes": 16,
-            "buffer": 4,
-            **schedule,
-        },
-    )
-    for i, text in enumerate(
-        [
-            "The movie was good.",
-            "The food was bad.",
-            "It is a nice day.",
-            "Dogs and cats play.",
-            "What a great show.",
-        ]
-    ):
-        Prompt.objects.create(task=task, text=text, split="eval" if i == 4 else "train")
-    return task
 
 
 def label_all(task, choice=0):
