@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PROMPTS_FILE = HERE / "prompts.jsonl"
-COMPARISONS_FILE = HERE / "comparisons.jsonl"  # K samples per prompt from the embedded model
+PROMPTS_FILE = HERE / "prompts.jsonl"  # the train prompts (make_comparisons samples them)
+COMPARISONS_FILE = HERE / "comparisons.jsonl"  # K samples per train prompt, with token ids
+EVAL_PROMPTS_FILE = HERE / "eval_prompts.jsonl"  # answered by each policy version (dashboard)
 DEMO_TASK_NAME = "Demo: story continuation"
 
 

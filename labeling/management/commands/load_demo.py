@@ -14,7 +14,7 @@ from labeling.demo.data import (
     DEMO_TASK_NAME,
     DEMO_TASK_SETTINGS,
     DEMO_USERS,
-    PROMPTS_FILE,
+    EVAL_PROMPTS_FILE,
 )
 from labeling.models import Task
 from labeling.services.imports import import_comparisons, import_prompts
@@ -46,13 +46,15 @@ class Command(BaseCommand):
             if demo.role == "labeler":
                 add_labeler(task=task, labeler=users.objects.get(username=demo.username))
         ensure_base_policy(task=task)
-        with PROMPTS_FILE.open("rb") as stream:
-            prompts = import_prompts(task=task, stream=stream)
+        # The comparisons create their train prompts (with the token ids the model saw).
         with COMPARISONS_FILE.open("rb") as stream:
             comparisons = import_comparisons(task=task, stream=stream)
+        with EVAL_PROMPTS_FILE.open("rb") as stream:
+            evals = import_prompts(task=task, stream=stream)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo task {task.pk}: {prompts.rows} prompts, "
-                f"{comparisons.comparisons_created} comparisons from policy v0."
+                f"Demo task {task.pk}: {comparisons.prompts_created} train prompts with "
+                f"{comparisons.comparisons_created} comparisons from policy v0, "
+                f"{evals.rows} eval prompts."
             )
         )

@@ -42,5 +42,5 @@ def test_config_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, training.ml.config; sys.exit('torch' in sys.modules)"
+    code = "import sys, training.ml, training.ml.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

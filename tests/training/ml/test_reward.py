@@ -60,7 +60,6 @@ def test_label_record_parsing(tmp_path):
         LabelRecord.from_dict({"query": "a", "sample0": "x", "best": 0})
 
 
-@pytest.mark.slow
 def test_reward_model_learns_synthetic_preference(tiny_model_dir, tmp_path):
     labels = synthetic_labels(480)
     labels.append({**labels[0], "best": None})  # a skipped label is ignored
