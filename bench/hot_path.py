@@ -14,9 +14,10 @@ middleware, token auth, throttles on the local-memory cache or ``--cache-url``):
 - ``GET /api/v1/tasks/{id}/next/`` + ``POST /api/v1/labels/`` pairs, round-robin over
   ``--labelers`` labelers.
 
-CPU is ``time.process_time`` of this process (the Django side; PostgreSQL's own CPU is not
-counted, its query count is). Wall-clock figures are printed too but are noisy on a shared
-machine.
+CPU is ``time.process_time`` of this process (the Django side); PostgreSQL's own CPU is
+reported apart, per pair, from its backend's /proc counters when PostgreSQL runs on this
+machine (``postgres_backend_cpu_ms_per_pair``). Wall-clock figures are printed too but are
+noisy on a shared machine.
 """
 
 from __future__ import annotations
@@ -68,6 +69,22 @@ def baseline_urls() -> Any:
     return [path("bench/baseline/", BaselineView.as_view())]
 
 
+def backend_cpu(connection: Any) -> float | None:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend so far, from
+    /proc (PostgreSQL on this machine); None elsewhere. Clock-tick resolution: read it over
+    many requests."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(label: str, calls: list[Any], repeat: int) -> dict[str, Any]:
     from django.db import connection, reset_queries
 
@@ -102,7 +119,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from django.test.utils import override_settings
 
     info = load.populate(
-        labelers=args.labelers, comparisons=args.pairs + 200, big_labels=args.big_labels
+        labelers=args.labelers,
+        comparisons=args.pairs + args.profile + 200,
+        big_labels=args.big_labels,
     )
     task_id, tokens = info["task_id"], info["tokens"]
     clients = [Client(HTTP_AUTHORIZATION=f"Token {t}") for t in tokens]
@@ -137,6 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rounds = max(1, args.pairs // len(clients))
         cpu = {"next": 0.0, "submit": 0.0}
         qn = {"next": 0, "submit": 0}
+        pg_before = backend_cpu(connection)
         for _ in range(rounds):
             for i, c in enumerate(clients):
                 nexts.append(
@@ -148,6 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 subs.append(
                     one(c.post, "/api/v1/labels/", cpu, qn, "submit", connection, body=body)
                 )
+        pg_after = backend_cpu(connection)
         bad = [r.status_code for r in nexts if r.status_code != 200]
         bad += [r.status_code for r in subs if r.status_code != 201]
         assert not bad, bad
@@ -166,11 +187,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pair_cpu = 1000 * (cpu["next"] + cpu["submit"]) / n
     base = baseline["cpu_ms_per_request"]
     report["pair_cpu_ms"] = round(pair_cpu, 3)
+    if pg_before is not None and pg_after is not None:
+        report["postgres_backend_cpu_ms_per_pair"] = round(1000 * (pg_after - pg_before) / n, 3)
     report["pair_cpu_over_two_baseline_requests"] = round(pair_cpu / (2 * base), 2)
     report["implied_capacity_2_cores_rps"] = round(2 * 2000 / pair_cpu)
     report["baseline_capacity_2_cores_rps"] = round(2 * 1000 / base)
     last = nexts[-1].json()
     report["sample_next_response"] = {k: last[k] for k in ("comparison_id", "progress")}
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waits on PostgreSQL
+        with override_settings(ROOT_URLCONF="bench_urls"):
+            profiler.enable()
+            for _ in range(max(1, args.profile // len(clients))):
+                for c in clients:
+                    pair(c)
+            profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     return report
 
 
@@ -204,6 +239,16 @@ def main() -> None:
         "--cache-url", default="locmemcache://bench", help="e.g. redis://127.0.0.1:6379/6"
     )
     parser.add_argument("--keep-db", action="store_true", help="do not recreate the database")
+    parser.add_argument(
+        "--prepare-threshold",
+        type=int,
+        default=None,
+        metavar="T",
+        help="override the settings' psycopg prepare_threshold (0: never prepare)",
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="then profile N more pairs (stderr)"
+    )
     args = parser.parse_args()
     base_url = os.environ.get(
         "DATABASE_URL", "postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop"
@@ -218,6 +263,11 @@ def main() -> None:
     import django
 
     django.setup()
+    if args.prepare_threshold is not None:
+        from django.conf import settings
+
+        options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+        options["prepare_threshold"] = args.prepare_threshold or None
     if args.cache_url.startswith("redis"):
         import redis
 

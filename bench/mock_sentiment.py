@@ -112,6 +112,11 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=55, help="give up after this")
     parser.add_argument("--skip-upper-bound", action="store_true")
+    parser.add_argument(
+        "--settings",
+        default='{"preset": "cpu-small"}',
+        help="the task's training settings (JSON), e.g. to raise PPO's learning rate",
+    )
     args = parser.parse_args()
     assert args.labels <= 2000
     started = time.monotonic()
@@ -136,7 +141,7 @@ def main() -> None:
             truncation_min_position=4,
             temperature=0.7,
             label_budget=args.labels,
-            training_settings={"preset": "cpu-small"},
+            training_settings=json.loads(args.settings),
             schedule={
                 "n0": args.n0,
                 "n": args.labels,
@@ -192,6 +197,7 @@ def main() -> None:
         ).first()
         result: dict[str, Any] = {
             "model": args.model,
+            "training_settings": task.training_settings,
             "labels_used": task.labels.count(),
             "policy_versions": final.number if final else 0,
             "episodes": final.episodes if final else 0,

@@ -74,6 +74,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg prepares a statement on its Nth execution on a connection. Only the labeling hot
+    # path's hand-written statements bind server-side (labeling.selectors.hot_cursor), so only
+    # they are prepared; the ORM keeps Django's client-side binding. 0 turns it off (needed
+    # behind a transaction-pooling pgbouncer older than 1.21).
+    _prepare_threshold = env.int("DATABASE_PREPARE_THRESHOLD", default=1)
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "prepare_threshold", _prepare_threshold if _prepare_threshold > 0 else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

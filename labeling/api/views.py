@@ -35,6 +35,7 @@ from labeling.api.serializers import (
     label_payload,
 )
 from labeling.api.throttling import SettingsScopedRateThrottle
+from labeling.models import Label
 from labeling.permissions import IsStaff
 from labeling.selectors import Progress
 from labeling.services import labels as label_services
@@ -137,6 +138,45 @@ class NextView(APIView):
         return Response(LeaseSerializer.payload(assignment, progress))
 
 
+_LABEL_KINDS = frozenset(Label.Kind.values)  # LabelSubmitSerializer's kind choices
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def canonical_label_submit(data: Any) -> dict[str, Any] | None:
+    """The submit body's fields when they are already what ``LabelSubmitSerializer`` would
+    return (JSON integers in range, a known kind, no other keys), else None: the labeling
+    client's usual body skips the serializer (its per-instance field copies cost more than
+    the rest of the view), anything else gets its validation and error messages."""
+    if type(data) is not dict or not data.keys() <= {
+        "comparison_id",
+        "kind",
+        "choice",
+        "time_spent_ms",
+    }:
+        return None
+    comparison_id = data.get("comparison_id")
+    kind = data.get("kind")
+    choice = data.get("choice")
+    time_spent_ms = data.get("time_spent_ms", 0)
+    if not (
+        _is_int(comparison_id, 1, 2**63 - 1)
+        and type(kind) is str
+        and kind in _LABEL_KINDS
+        and (choice is None or _is_int(choice, 0, 2**63 - 1))
+        and _is_int(time_spent_ms, 0, 2**31 - 1)
+    ):
+        return None
+    return {
+        "comparison_id": comparison_id,
+        "kind": kind,
+        "choice": choice,
+        "time_spent_ms": time_spent_ms,
+    }
+
+
 class LabelCreateView(APIView):
     throttle_classes = [SettingsScopedRateThrottle]
     throttle_scope = "label_submit"
@@ -154,13 +194,14 @@ class LabelCreateView(APIView):
         operation_id="labels_create",
     )
     def post(self, request: Request) -> Response:
-        serializer = LabelSubmitSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid_input(serializer.errors)
+        fields = canonical_label_submit(request.data)
+        if fields is None:
+            serializer = LabelSubmitSerializer(data=request.data)
+            if not serializer.is_valid():
+                return invalid_input(serializer.errors)
+            fields = dict(serializer.validated_data)
         try:
-            label, created = label_services.submit_label(
-                labeler=request.user, **serializer.validated_data
-            )
+            label, created = label_services.submit_label(labeler=request.user, **fields)
         except label_services.LabelError as exc:
             return domain_error(exc)
         return Response(

@@ -8,7 +8,10 @@ Resubmitting the same label returns the stored one; a different one is a conflic
 
 from __future__ import annotations
 
+import json
 import math
+from datetime import datetime
+from functools import cache as memoize
 from functools import partial
 from typing import Any
 
@@ -16,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Subquery, Value, When
+from django.utils import timezone
 
 from labeling import selectors
 from labeling.models import Assignment, Comparison, InstructionsVersion, Label, TaskLabeler
@@ -134,6 +138,71 @@ def _count_label(*, comparison: Comparison, kind: str) -> None:
     )
 
 
+def _pg() -> bool:
+    """PostgreSQL: the hot path runs hand-written SQL (no ORM compilation per request)."""
+    return connection.vendor == "postgresql"
+
+
+def _json(value: Any) -> Any:
+    # Django's psycopg setup hands jsonb back as text.
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+@memoize
+def _sql() -> dict[str, str]:
+    """The submit's statements on PostgreSQL; table names from the models."""
+    q = connection.ops.quote_name
+    t = {
+        "assignment": q(Assignment._meta.db_table),
+        "comparison": q(Comparison._meta.db_table),
+        "label": q(Label._meta.db_table),
+        "member": q(TaskLabeler._meta.db_table),
+        "instructions": q(InstructionsVersion._meta.db_table),
+    }
+    lease = """
+SELECT a.id, a.state, a.permutation, a.task_id, c.k,
+       EXISTS (SELECT 1 FROM {member} m WHERE m.task_id = a.task_id AND m.labeler_id = %s),
+       iv.id, iv.version
+FROM {assignment} a
+JOIN {comparison} c ON c.id = a.comparison_id
+LEFT JOIN LATERAL (
+    SELECT i.id, i.version FROM {instructions} i
+    WHERE i.task_id = a.task_id ORDER BY i.version DESC LIMIT 1
+) iv ON true
+WHERE a.comparison_id = %s AND a.labeler_id = %s AND a.state IN ('active', 'submitted')
+ORDER BY a.id
+LIMIT 1
+FOR UPDATE OF a
+""".format(**t)
+    # The three writes of a new label in one statement. The counters follow _count_label:
+    # a skip gives a non-gold slot back; any other label counts, and completes a non-gold
+    # comparison at its overlap.
+    write = """
+WITH new_label AS (
+    INSERT INTO {label} (comparison_id, labeler_id, task_id, assignment_id, kind, choice, k,
+                         display_order, time_spent_ms, instructions_version_id, created_at)
+    VALUES (%(comparison)s, %(labeler)s, %(task)s, %(assignment)s, %(kind)s, %(choice)s,
+            %(k)s, %(display_order)s::jsonb, %(time_spent_ms)s, %(instructions)s, %(now)s)
+    RETURNING id
+),
+lease AS (
+    UPDATE {assignment} SET state = 'submitted' WHERE id = %(assignment)s
+),
+counted AS (
+    UPDATE {comparison} SET
+        label_count = label_count + CASE WHEN %(skip)s THEN 0 ELSE 1 END,
+        open_slots = open_slots + CASE WHEN %(skip)s AND NOT is_gold THEN 1 ELSE 0 END,
+        status = CASE
+            WHEN NOT %(skip)s AND NOT is_gold AND label_count >= overlap - 1
+                 AND status = 'open' THEN 'complete'
+            ELSE status END
+    WHERE id = %(comparison)s AND NOT (%(skip)s AND is_gold)
+)
+SELECT id FROM new_label
+""".format(**t)
+    return {"lease": lease, "write": write}
+
+
 @transaction.atomic
 def submit_label(
     *,
@@ -147,7 +216,17 @@ def submit_label(
 
     Raises ComparisonNotFound (no such comparison in a task of theirs), NoLiveLease,
     InvalidLabel (bad kind/choice) or LabelConflict (a different label exists).
+    On PostgreSQL: two statements (the locked lease with membership and instructions, then the
+    label INSERT with the lease and counter UPDATEs), hand-written; elsewhere the ORM.
     """
+    if _pg():
+        return _submit_label_pg(
+            labeler=labeler,
+            comparison_id=comparison_id,
+            kind=kind,
+            choice=choice,
+            time_spent_ms=time_spent_ms,
+        )
     latest = InstructionsVersion.objects.filter(task_id=OuterRef("task_id")).order_by("-version")
     leases = (
         Assignment.objects.select_related("comparison")
@@ -169,13 +248,8 @@ def submit_label(
         leases = leases.select_for_update(of=("self",))
     assignment = leases.first()
     if assignment is None:
-        task_id = (
-            Comparison.objects.filter(pk=comparison_id).values_list("task_id", flat=True).first()
-        )
-        if task_id is None or not selectors.is_task_labeler(user=labeler, task_id=task_id):
-            raise ComparisonNotFound(f"comparison {comparison_id} not found")
-        return _resubmission(
-            labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
+        return _not_leased(
+            labeler=labeler, comparison_id=comparison_id, kind=kind, choice=choice
         ), False
     comparison = assignment.comparison
     # Staff may label any task (selectors.is_task_labeler); others need a membership still.
@@ -211,4 +285,83 @@ def submit_label(
     Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SUBMITTED)
     _count_label(comparison=comparison, kind=kind)
     transaction.on_commit(partial(on_label_committed, comparison.task_id))
+    return label, True
+
+
+def _not_leased(*, labeler: Any, comparison_id: int, kind: str, choice: int | None) -> Label:
+    """No live lease: a resubmission of a stored label, or a 404 / 409."""
+    task_id = Comparison.objects.filter(pk=comparison_id).values_list("task_id", flat=True).first()
+    if task_id is None or not selectors.is_task_labeler(user=labeler, task_id=task_id):
+        raise ComparisonNotFound(f"comparison {comparison_id} not found")
+    return _resubmission(
+        labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
+    )
+
+
+def _submit_label_pg(
+    *,
+    labeler: Any,
+    comparison_id: int,
+    kind: str,
+    choice: int | None,
+    time_spent_ms: int,
+) -> tuple[Label, bool]:
+    """``submit_label`` on PostgreSQL (runs in its transaction)."""
+    sql = _sql()
+    with selectors.hot_cursor() as cursor:
+        cursor.execute(sql["lease"], [labeler.pk, comparison_id, labeler.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return _not_leased(
+            labeler=labeler, comparison_id=comparison_id, kind=kind, choice=choice
+        ), False
+    assignment_id, state, permutation, task_id, k, is_member, iv_id, iv_number = row
+    if not (is_member or getattr(labeler, "is_staff", False)):
+        raise ComparisonNotFound(f"comparison {comparison_id} not found")
+    if state == Assignment.State.SUBMITTED:
+        return _resubmission(
+            labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
+        ), False
+    _validate(kind=kind, choice=choice, k=k)
+    if time_spent_ms < 0:
+        raise InvalidLabel("time_spent_ms must not be negative")
+    permutation = _json(permutation)
+    now: datetime = timezone.now()
+    with selectors.hot_cursor() as cursor:
+        cursor.execute(
+            sql["write"],
+            {
+                "comparison": comparison_id,
+                "labeler": labeler.pk,
+                "task": task_id,
+                "assignment": assignment_id,
+                "kind": kind,
+                "choice": choice,
+                "k": k,
+                "display_order": json.dumps(permutation),
+                "time_spent_ms": time_spent_ms,
+                "instructions": iv_id,
+                "now": now,
+                "skip": kind == Label.Kind.SKIP,
+            },
+        )
+        (label_id,) = cursor.fetchone()
+    instructions = None
+    if iv_id is not None:
+        instructions = InstructionsVersion(pk=iv_id, task_id=task_id, version=iv_number)
+    label = Label(
+        pk=label_id,
+        comparison_id=comparison_id,
+        labeler_id=labeler.pk,
+        task_id=task_id,
+        assignment_id=assignment_id,
+        kind=kind,
+        choice=choice,
+        k=k,
+        display_order=permutation,
+        time_spent_ms=time_spent_ms,
+        instructions_version=instructions,
+        created_at=now,
+    )
+    transaction.on_commit(partial(on_label_committed, task_id))
     return label, True

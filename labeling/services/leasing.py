@@ -17,6 +17,7 @@ import json
 import random
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labeling import selectors
-from labeling.models import Assignment, Comparison, Prompt, Task
+from labeling.models import Assignment, Comparison, Label, Prompt, Task
 
 _CLAIM_ATTEMPTS = 3
 
@@ -71,24 +72,55 @@ FROM taken JOIN {prompt} AS p ON p.id = taken.prompt_id
 """
 
 
+@cache
+def _sql() -> dict[str, str]:
+    """The claim and the lease INSERT on PostgreSQL, hand-written (no ORM compilation per
+    request); table names from the models."""
+    q = connection.ops.quote_name
+    t = {
+        "comparison": q(Comparison._meta.db_table),
+        "prompt": q(Prompt._meta.db_table),
+        "assignment": q(Assignment._meta.db_table),
+        "label": q(Label._meta.db_table),
+    }
+    # selectors.available_comparisons, served by the comparison_pool index.
+    pick = """
+SELECT c.id FROM {comparison} c
+WHERE c.task_id = %(task)s AND NOT c.is_gold AND c.status = 'open' AND c.open_slots > 0
+  AND NOT EXISTS (
+      SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.labeler_id = %(labeler)s
+      AND a.state IN ('active', 'submitted'))
+  AND NOT EXISTS (
+      SELECT 1 FROM {label} l WHERE l.comparison_id = c.id AND l.labeler_id = %(labeler)s)
+ORDER BY c.priority DESC, c.id ASC
+LIMIT 1
+FOR UPDATE OF c {{skip}}
+""".format(**t)
+    claim = _CLAIM_SQL.format(pick=pick, comparison=t["comparison"], prompt=t["prompt"])
+    insert = """
+INSERT INTO {assignment} (comparison_id, labeler_id, task_id, permutation, state, leased_at,
+                          expires_at)
+VALUES (%s, %s, %s, %s::jsonb, 'active', %s, %s)
+RETURNING id
+""".format(**t)
+    return {
+        "claim_skip_locked": claim.replace("{skip}", "SKIP LOCKED"),
+        "claim_wait": claim.replace("{skip}", ""),
+        "insert": insert,
+    }
+
+
 def _claim_open_slot_locking(*, task: Task, labeler_id: int) -> Comparison | None:
     """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), take the slot and read the comparison with
-    its prompt in one statement; the candidate query is the ORM's ``available_comparisons``."""
-    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id).values("pk")
-    quote = connection.ops.quote_name
+    its prompt in one hand-written statement (the pick is ``available_comparisons``)."""
+    params = {"task": task.pk, "labeler": labeler_id}
+    sql = _sql()
     for attempt in range(_CLAIM_ATTEMPTS + 1):
         # Every candidate may be locked only for a moment (a concurrent lease, or a skip giving
         # its slot back): after a miss, wait for the best one rather than answer "nothing left".
         skip_locked = attempt == 0
-        pick = pool.select_for_update(skip_locked=skip_locked, of=("self",))[:1]
-        pick_sql, params = pick.query.get_compiler(connection=connection).as_sql()
-        sql = _CLAIM_SQL.format(
-            pick=pick_sql,
-            comparison=quote(Comparison._meta.db_table),
-            prompt=quote(Prompt._meta.db_table),
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        with selectors.hot_cursor() as cursor:
+            cursor.execute(sql["claim_skip_locked" if skip_locked else "claim_wait"], params)
             row = cursor.fetchone()
         if row is not None:
             pk, prompt_id, k, samples, text = row
@@ -102,7 +134,10 @@ def _claim_open_slot_locking(*, task: Task, labeler_id: int) -> Comparison | Non
                 samples=samples,
                 is_gold=False,
             )
-        if not skip_locked and not pool.exists():
+        if (
+            not skip_locked
+            and not selectors.available_comparisons(task=task, labeler_id=labeler_id).exists()
+        ):
             return None
     return None
 
@@ -127,12 +162,38 @@ def _create_assignment(
         comparison = Comparison.objects.select_related("prompt").get(pk=comparison)
     permutation = list(range(comparison.k))
     rng.shuffle(permutation)
+    expires_at = now + timedelta(seconds=task.lease_seconds)
+    if _locking():
+        leased_at = timezone.now()
+        with selectors.hot_cursor() as cursor:
+            cursor.execute(
+                _sql()["insert"],
+                [
+                    comparison.pk,
+                    labeler_id,
+                    task.pk,
+                    json.dumps(permutation),
+                    leased_at,
+                    expires_at,
+                ],
+            )
+            (pk,) = cursor.fetchone()
+        return Assignment(
+            pk=pk,
+            comparison=comparison,
+            labeler_id=labeler_id,
+            task=task,
+            permutation=permutation,
+            state=Assignment.State.ACTIVE,
+            leased_at=leased_at,
+            expires_at=expires_at,
+        )
     assignment = Assignment.objects.create(
         comparison=comparison,
         labeler_id=labeler_id,
         task=task,
         permutation=permutation,
-        expires_at=now + timedelta(seconds=task.lease_seconds),
+        expires_at=expires_at,
     )
     return assignment
 

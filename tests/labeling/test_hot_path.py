@@ -59,11 +59,14 @@ def test_a_pair_costs_a_few_constant_queries(task, django_assert_max_num_queries
     # the claim (one statement on PostgreSQL, three on SQLite), the lease insert, the cached
     # remaining count, the transaction's two statements.
     next_queries = 8 if connection.vendor == "postgresql" else 10
+    # submit: the locked lease with membership and instructions, then the label INSERT with
+    # the lease and counter UPDATEs (one statement on PostgreSQL, three on SQLite), BEGIN/COMMIT.
+    submit_queries = 4 if connection.vendor == "postgresql" else 7
     for _ in range(3):
         with django_assert_max_num_queries(next_queries):
             lease = client.get(f"/api/v1/tasks/{task.pk}/next/").json()
         body = {"comparison_id": lease["comparison_id"], "kind": "choice", "choice": 1}
-        with django_assert_max_num_queries(7):
+        with django_assert_max_num_queries(submit_queries):
             response = client.post("/api/v1/labels/", body, format="json")
         assert response.status_code == 201
 
@@ -130,3 +133,51 @@ def test_tick_is_debounced_per_task(settings):
     assert tick_countdown(task_id=2) == 0.0
     settings.LABELING_TICK_DEBOUNCE_SECONDS = 0
     assert tick_countdown(task_id=1) == 0.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"comparison_id": 7, "kind": "choice", "choice": 1},
+        {"comparison_id": 7, "kind": "choice", "choice": 1, "time_spent_ms": 900},
+        {"comparison_id": 7, "kind": "skip", "choice": None},
+        {"comparison_id": 7, "kind": "none"},
+        {"comparison_id": 2**63 - 1, "kind": "choice", "choice": 0, "time_spent_ms": 2**31 - 1},
+        {"comparison_id": "7", "kind": "choice", "choice": 1},
+        {"comparison_id": 7.0, "kind": "choice", "choice": 1},
+        {"comparison_id": True, "kind": "choice", "choice": 1},
+        {"comparison_id": 0, "kind": "choice", "choice": 1},
+        {"comparison_id": 2**63, "kind": "choice", "choice": 1},
+        {"comparison_id": 7, "kind": "best", "choice": 1},
+        {"comparison_id": 7, "kind": ["choice"], "choice": 1},
+        {"comparison_id": 7, "kind": "choice", "choice": -1},
+        {"comparison_id": 7, "kind": "choice", "choice": False},
+        {"comparison_id": 7, "kind": "choice", "time_spent_ms": -5},
+        {"comparison_id": 7, "kind": "choice", "time_spent_ms": 2**31},
+        {"comparison_id": 7, "kind": "choice", "extra": 1},
+        {"kind": "choice", "choice": 1},
+        [],
+        "x",
+        None,
+    ],
+)
+def test_the_submit_fast_path_agrees_with_the_serializer(body):
+    from labeling.api.serializers import LabelSubmitSerializer
+    from labeling.api.views import canonical_label_submit
+
+    fast = canonical_label_submit(body)
+    serializer = LabelSubmitSerializer(data=body)
+    if fast is not None:
+        assert serializer.is_valid(), serializer.errors
+        assert fast == dict(serializer.validated_data)
+    elif isinstance(body, dict) and "extra" not in body:
+        # Not canonical: the serializer decides (it may coerce "7" or 7.0, or refuse).
+        assert not serializer.is_valid() or body["comparison_id"] in ("7", 7.0)
+
+
+def test_a_bad_submit_body_gets_the_serializers_400(task):
+    client, _ = labeler_client(task)
+    for body in ({"comparison_id": "x", "kind": "choice"}, {"kind": "best"}, [1, 2]):
+        response = client.post("/api/v1/labels/", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["code"] == "invalid"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 
+from labeling import selectors
 from labeling.models import Assignment, Comparison, Label, Task, TaskLabeler
 from labeling.services import labels as label_services
 from labeling.services.labels import (
@@ -23,6 +25,19 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["sql", "orm"])
+def sql_path(request, monkeypatch):
+    """Every test runs on both paths where the database has both: the hand-written SQL
+    (PostgreSQL) and the ORM (SQLite, and PostgreSQL with the SQL path switched off)."""
+    if request.param == "sql":
+        if connection.vendor != "postgresql":
+            pytest.skip("the hand-written SQL path is PostgreSQL's")
+    else:
+        monkeypatch.setattr(label_services, "_pg", lambda: False)
+        monkeypatch.setattr(selectors, "_pg", lambda: False)
+    return request.param
 
 
 def member(task: Task):
@@ -159,6 +174,45 @@ def test_gold_label_counts_without_touching_slots():
     submit(user, gold.pk, choice=0)
     gold.refresh_from_db()
     assert (gold.label_count, gold.open_slots, gold.status) == (1, 1, "open")
+
+
+def test_gold_skip_changes_no_counter():
+    task = TaskFactory(gold_rate=1.0)
+    gold = ComparisonFactory(task=task, is_gold=True, gold_choice=0)
+    user = member(task)
+    lease_next(task=task, labeler=user)
+    label, created = submit(user, gold.pk, kind="skip", choice=None)
+    assert created and label.kind == "skip"
+    gold.refresh_from_db()
+    assert (gold.label_count, gold.open_slots, gold.status) == (0, 1, "open")
+    assert Assignment.objects.get(comparison=gold, labeler=user).state == "submitted"
+
+
+def test_the_returned_label_matches_the_stored_row(task):
+    comparison = ComparisonFactory(task=task)
+    user = member(task)
+    lease = lease_next(task=task, labeler=user)
+    label, created = submit(user, comparison.pk, choice=1, ms=1234)
+    stored = Label.objects.get(pk=label.pk)
+    assert created
+    for field in (
+        "comparison_id",
+        "labeler_id",
+        "task_id",
+        "assignment_id",
+        "kind",
+        "choice",
+        "k",
+        "display_order",
+        "time_spent_ms",
+        "instructions_version_id",
+        "created_at",
+    ):
+        assert getattr(label, field) == getattr(stored, field), field
+    assert stored.display_order == lease.permutation
+    assert label.instructions_version.version == 2
+    comparison.refresh_from_db()
+    assert (comparison.label_count, comparison.status) == (1, "open")
 
 
 def test_the_training_hook_runs_after_commit(task, django_capture_on_commit_callbacks, monkeypatch):

@@ -6,14 +6,63 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from labeling import selectors
 from labeling.models import Assignment, Comparison, Task
+from labeling.services import labels as label_services
 from labeling.services.labels import NoLiveLease, submit_label
 from labeling.services.leasing import TaskNotActive, lease_next, reclaim_expired_leases
 from tests.factories import ComparisonFactory, TaskFactory, TaskLabelerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True, params=["sql", "orm"])
+def sql_path(request, monkeypatch):
+    """Both read paths where the database has both (hand-written SQL on PostgreSQL)."""
+    if request.param == "sql":
+        if connection.vendor != "postgresql":
+            pytest.skip("the hand-written SQL path is PostgreSQL's")
+    else:
+        monkeypatch.setattr(label_services, "_pg", lambda: False)
+        monkeypatch.setattr(selectors, "_pg", lambda: False)
+    return request.param
+
+
+def test_the_lease_read_back_matches_the_stored_row():
+    task = make_task(k=4)
+    ComparisonFactory.create_batch(3, task=task, k=4)
+    user = member(task)
+    first = lease_next(task=task, labeler=user)
+    again = lease_next(task=task, labeler=user)
+    stored = Assignment.objects.select_related("comparison__prompt").get(pk=first.pk)
+    for lease in (first, again):
+        assert lease.pk == stored.pk
+        assert lease.comparison_id == stored.comparison_id
+        assert lease.permutation == stored.permutation
+        assert lease.expires_at == stored.expires_at
+        assert lease.comparison.samples == stored.comparison.samples
+        assert lease.comparison.prompt.text == stored.comparison.prompt.text
+
+
+def test_lease_task_read_matches_the_orm():
+    task = make_task(gold_rate=0.25, training_settings={"a": [1, 2]}, schedule={"n0": 3})
+    ComparisonFactory.create_batch(2, task=task)
+    user = member(task)
+    outsider = UserFactory()
+    assert selectors.get_lease_task(user=outsider, task_id=task.pk) is None
+    staff = UserFactory(is_staff=True)
+    assert selectors.get_lease_task(user=staff, task_id=task.pk) is not None
+    label(user, lease_next(task=task, labeler=user))
+    label(user, lease_next(task=task, labeler=user), kind="skip")
+    got = selectors.get_lease_task(user=user, task_id=task.pk)
+    assert got is not None and got.labeled_by_me == 1
+    want = Task.objects.get(pk=task.pk)
+    for field in Task._meta.concrete_fields:
+        assert getattr(got, field.attname) == getattr(want, field.attname), field.name
+    assert selectors.get_lease_task(user=user, task_id=task.pk + 1000) is None
 
 
 def make_task(**kwargs) -> Task:
