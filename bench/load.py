@@ -364,7 +364,7 @@ def check_integrity(task_id: int, accepted: list) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="per worker (gthread; 1: sync)")
+    parser.add_argument("--threads", type=int, default=2, help="per worker (gthread; 1: sync)")
     parser.add_argument("--labelers", type=int, default=50)
     parser.add_argument("--fetches", type=int, default=10_000)
     parser.add_argument("--think-ms", type=float, default=0.0, help="mean think time")

@@ -4,7 +4,7 @@ The labeling API is short requests that wait on PostgreSQL and Redis for part of
 threaded workers (gthread) overlap those waits without more processes' memory. Every value can
 be set from the environment; the command line overrides this file.
 
-- GUNICORN_WORKERS (default: the CPU count, at least 2), GUNICORN_THREADS (default 4): each
+- GUNICORN_WORKERS (default: the CPU count, at least 2), GUNICORN_THREADS (default 2): each
   thread keeps its own database connection (CONN_MAX_AGE), so PostgreSQL sees
   workers x threads connections per web container.
 - GUNICORN_BIND (0.0.0.0:8000), GUNICORN_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s),
@@ -23,7 +23,7 @@ def _int(name: str, default: int) -> int:
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = _int("GUNICORN_WORKERS", max(2, os.cpu_count() or 2))
-threads = _int("GUNICORN_THREADS", 4)
+threads = _int("GUNICORN_THREADS", 2)
 worker_class = "gthread" if threads > 1 else "sync"
 backlog = _int("GUNICORN_BACKLOG", 2048)
 timeout = _int("GUNICORN_TIMEOUT", 30)

@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from labeling.models import (
     Assignment,
@@ -103,7 +104,9 @@ def _hot_sql() -> dict[str, Any]:
     columns = ", ".join(f"t.{q(str(f.column))}" for f in fields)
     task = (
         f"SELECT {columns}, (SELECT COUNT(*) FROM {t['label']} l WHERE l.task_id = t.id"
-        f" AND l.labeler_id = %(user)s AND l.kind <> 'skip')"
+        f" AND l.labeler_id = %(user)s AND l.kind <> 'skip'),"
+        f" EXISTS (SELECT 1 FROM {t['assignment']} a WHERE a.task_id = t.id"
+        f" AND a.labeler_id = %(user)s AND a.state = 'active' AND a.expires_at > %(now)s)"
         f" FROM {t['task']} t WHERE t.id = %(task)s AND t.status = 'active'"
     )
     member = (
@@ -134,16 +137,18 @@ def _get_lease_task_pg(*, user: Any, task_id: int) -> Task | None:
     with hot_cursor() as cursor:
         cursor.execute(
             sql["task_staff" if _is_staff(user) else "task_member"],
-            {"user": user.pk, "task": task_id},
+            {"user": user.pk, "task": task_id, "now": timezone.now()},
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    values = list(row[:-1])
+    values = list(row[:-2])
     for i, field in sql["task_converters"]:
         values[i] = field.from_db_value(values[i], None, connection)
     task = Task.from_db(connection.alias, sql["task_fields"], values)
-    task.labeled_by_me = row[-1]  # type: ignore[attr-defined]
+    task.labeled_by_me = row[-2]  # type: ignore[attr-defined]
+    # Lets lease_next skip its lease lookup when the labeler holds none (the usual case).
+    task.holds_live_lease = row[-1]  # type: ignore[attr-defined]
     return task
 
 

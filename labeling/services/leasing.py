@@ -219,9 +219,11 @@ def lease_next(
     rng = rng or random.Random()
     labeler_id = labeler.pk
 
-    existing = selectors.active_lease(task=task, labeler_id=labeler_id, now=now)
-    if existing is not None:
-        return existing
+    # ``holds_live_lease`` comes from the task read (selectors.get_lease_task) when it knows.
+    if getattr(task, "holds_live_lease", True):
+        existing = selectors.active_lease(task=task, labeler_id=labeler_id, now=now)
+        if existing is not None:
+            return existing
 
     claimed: Comparison | int | None = None
     if task.gold_rate > 0 and rng.random() < task.gold_rate:
