@@ -180,7 +180,10 @@ def test_labels_lead_to_a_new_policy_and_its_comparisons(tiny_model_path, worker
     assert reward_model is not None and reward_model.labels_used.count() >= 4
     assert "held_out_accuracy" in reward_model.metrics
     assert version.reward_model_version is not None and version.parent is not None
-    assert version.status == "promoted" and version.episodes in (16, 32)
+    assert version.number >= 1 and version.episodes in (16, 32)
+    # A later chunk may already have superseded it; the newest version is the promoted one.
+    newest = PolicyVersion.objects.filter(task=task).order_by("-number").first()
+    assert newest is not None and newest.status == "promoted", workers.logs()
     assert Label.objects.filter(task=task).count() >= 7  # l(16) = 4 + 4 * 0.75
     runs = TrainingRun.objects.filter(task=task)
     assert runs.filter(kind="policy", status="succeeded").exists()
