@@ -221,9 +221,9 @@ def test_sqlite_file_under_gunicorn_gets_no_double_assignment(tmp_path):
     try:
         for _ in range(100):
             try:
-                requests.get(f"{base}/api/schema/", timeout=2)
+                requests.get(f"{base}/healthz?live=1", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or slow to answer
                 time.sleep(0.2)
         logs = run_clients(base, made["task"], made["tokens"])
     finally:
