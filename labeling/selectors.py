@@ -89,17 +89,27 @@ def _json(value: Any) -> Any:
 
 
 @memoize
+def hot_tables() -> dict[str, str]:
+    """Quoted table names of the hot path's hand-written SQL (reads here, writes in
+    labeling.services), from the models."""
+    q = connection.ops.quote_name
+    models = {
+        "task": Task,
+        "member": TaskLabeler,
+        "label": Label,
+        "assignment": Assignment,
+        "comparison": Comparison,
+        "prompt": Prompt,
+        "instructions": InstructionsVersion,
+    }
+    return {name: q(model._meta.db_table) for name, model in models.items()}
+
+
+@memoize
 def _hot_sql() -> dict[str, Any]:
     """The hot path's reads on PostgreSQL; table and column names from the models."""
     q = connection.ops.quote_name
-    t = {
-        "task": q(Task._meta.db_table),
-        "member": q(TaskLabeler._meta.db_table),
-        "label": q(Label._meta.db_table),
-        "assignment": q(Assignment._meta.db_table),
-        "comparison": q(Comparison._meta.db_table),
-        "prompt": q(Prompt._meta.db_table),
-    }
+    t = hot_tables()
     fields = list(Task._meta.concrete_fields)
     columns = ", ".join(f"t.{q(str(f.column))}" for f in fields)
     task = (

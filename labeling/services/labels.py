@@ -138,27 +138,10 @@ def _count_label(*, comparison: Comparison, kind: str) -> None:
     )
 
 
-def _pg() -> bool:
-    """PostgreSQL: the hot path runs hand-written SQL (no ORM compilation per request)."""
-    return connection.vendor == "postgresql"
-
-
-def _json(value: Any) -> Any:
-    # Django's psycopg setup hands jsonb back as text.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 @memoize
 def _sql() -> dict[str, str]:
     """The submit's statements on PostgreSQL; table names from the models."""
-    q = connection.ops.quote_name
-    t = {
-        "assignment": q(Assignment._meta.db_table),
-        "comparison": q(Comparison._meta.db_table),
-        "label": q(Label._meta.db_table),
-        "member": q(TaskLabeler._meta.db_table),
-        "instructions": q(InstructionsVersion._meta.db_table),
-    }
+    t = selectors.hot_tables()
     lease = """
 SELECT a.id, a.state, a.permutation, a.task_id, c.k,
        EXISTS (SELECT 1 FROM {member} m WHERE m.task_id = a.task_id AND m.labeler_id = %s),
@@ -219,7 +202,7 @@ def submit_label(
     On PostgreSQL: two statements (the locked lease with membership and instructions, then the
     label INSERT with the lease and counter UPDATEs), hand-written; elsewhere the ORM.
     """
-    if _pg():
+    if selectors._pg():
         return _submit_label_pg(
             labeler=labeler,
             comparison_id=comparison_id,
@@ -325,7 +308,7 @@ def _submit_label_pg(
     _validate(kind=kind, choice=choice, k=k)
     if time_spent_ms < 0:
         raise InvalidLabel("time_spent_ms must not be negative")
-    permutation = _json(permutation)
+    permutation = selectors._json(permutation)
     now: datetime = timezone.now()
     with selectors.hot_cursor() as cursor:
         cursor.execute(

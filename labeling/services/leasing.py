@@ -25,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labeling import selectors
-from labeling.models import Assignment, Comparison, Label, Prompt, Task
+from labeling.models import Assignment, Comparison, Prompt, Task
 
 _CLAIM_ATTEMPTS = 3
 
@@ -76,13 +76,7 @@ FROM taken JOIN {prompt} AS p ON p.id = taken.prompt_id
 def _sql() -> dict[str, str]:
     """The claim and the lease INSERT on PostgreSQL, hand-written (no ORM compilation per
     request); table names from the models."""
-    q = connection.ops.quote_name
-    t = {
-        "comparison": q(Comparison._meta.db_table),
-        "prompt": q(Prompt._meta.db_table),
-        "assignment": q(Assignment._meta.db_table),
-        "label": q(Label._meta.db_table),
-    }
+    t = selectors.hot_tables()
     # selectors.available_comparisons, served by the comparison_pool index.
     pick = """
 SELECT c.id FROM {comparison} c

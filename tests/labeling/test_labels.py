@@ -35,7 +35,6 @@ def sql_path(request, monkeypatch):
         if connection.vendor != "postgresql":
             pytest.skip("the hand-written SQL path is PostgreSQL's")
     else:
-        monkeypatch.setattr(label_services, "_pg", lambda: False)
         monkeypatch.setattr(selectors, "_pg", lambda: False)
     return request.param
 

@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from labeling import selectors
 from labeling.models import Assignment, Comparison, Task
-from labeling.services import labels as label_services
 from labeling.services.labels import NoLiveLease, submit_label
 from labeling.services.leasing import TaskNotActive, lease_next, reclaim_expired_leases
 from tests.factories import ComparisonFactory, TaskFactory, TaskLabelerFactory, UserFactory
@@ -26,7 +25,6 @@ def sql_path(request, monkeypatch):
         if connection.vendor != "postgresql":
             pytest.skip("the hand-written SQL path is PostgreSQL's")
     else:
-        monkeypatch.setattr(label_services, "_pg", lambda: False)
         monkeypatch.setattr(selectors, "_pg", lambda: False)
     return request.param
 
