@@ -1,15 +1,12 @@
 """Load benchmark of the labeling API: next + submit by L simulated labelers against gunicorn.
 
-    DATABASE_URL=postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop \
-        .venv/bin/python bench/load.py --labelers 50 --fetches 10000 --think-ms 100
+    DATABASE_URL=postgres://... .venv/bin/python bench/load.py --labelers 50 --fetches 10000
 
-It uses its own database (the DATABASE_URL's name + "_bench", or "_bench_big" with
---big-labels), recreated on each run; starts gunicorn (config/gunicorn.conf.py; --workers,
-default 2; --threads, default 4) with the production settings on loopback, Redis as cache
-(throttles) and broker; runs L labelers in client processes x threads (the client shares the
-2 cores with the server: its CPU time is reported); then checks the database for double
-assignments and lost labels, and counts the queries of one next + submit pair in-process
-(CaptureQueriesContext).
+Its own database (DATABASE_URL's name + "_bench", or "_bench_big" with --big-labels) is
+recreated on each run; gunicorn (config/gunicorn.conf.py, production settings) on loopback,
+Redis as cache and broker; L labelers as client processes x threads on the same cores (their
+CPU time is reported). Then the database is checked for double assignments and lost labels,
+and the queries of one next + submit pair are counted in-process (bench/README.md).
 """
 
 from __future__ import annotations

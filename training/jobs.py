@@ -32,14 +32,12 @@ from training.ml import checkpoint as ml_checkpoint
 from training.ml.config import TrainingConfig
 from training.ml.models import atomic_directory, load_model, load_tokenizer
 from training.ml.ppo import train_policy
-from training.ml.reward import load_reward_model, score_token_ids, train_reward_model
+from training.ml.reward import train_reward_model
 from training.ml.sampling import sample_responses
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 DEFAULT_PRESET = "cpu-small"
-EVAL_PROMPTS = 4
-SCORE_LIMIT = 256
 
 
 class RunLost(Exception):
@@ -238,36 +236,15 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             "task %s: published reward model v%d: held-out accuracy %s, %.0f s",
             task.pk, version.number, metrics["held_out_accuracy"], metrics["seconds"],
         )  # fmt: skip
-        score_comparisons(version)
+        from training import scoring  # it imports this module's helpers
+
+        scoring.score_comparisons(version)
     return version
 
 
 def _max_label_id(task_id: int) -> int:
     last = selectors.training_labels(task_id=task_id).order_by("-pk").values_list("pk", flat=True)
     return last.first() or 0
-
-
-def score_comparisons(version: RewardModelVersion) -> int:
-    """Score recent comparisons' K samples with a reward-model version (for agreement)."""
-    comparisons = [
-        c
-        for c in selectors.comparisons_to_score(task_id=version.task_id, limit=SCORE_LIMIT)
-        if c.sample_token_ids and c.prompt.token_ids
-    ]
-    if not comparisons:
-        return 0
-    model, tokenizer, _ = load_reward_model(version.artifact_path)
-    pairs = [(list(c.prompt.token_ids or []), list(c.sample_token_ids or [])) for c in comparisons]
-    queries = [query for query, samples in pairs for _ in samples]
-    responses = [ids for _, samples in pairs for ids in samples]
-    flat = score_token_ids(model, queries, responses, int(tokenizer.pad_token_id or 0)).tolist()
-    scores: dict[int, list[float]] = {}
-    position = 0
-    for c, (_, samples) in zip(comparisons, pairs, strict=True):
-        scores[c.pk] = flat[position : position + len(samples)]
-        position += len(samples)
-    _refresh_db()
-    return services.store_comparison_scores(reward_model_version_id=version.pk, scores=scores)
 
 
 # --- policy (PPO) --------------------------------------------------------------------------
@@ -383,36 +360,7 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
             "task %s: published policy v%d (%d episodes)", task.pk, version.number, version.episodes
         )
         shutil.rmtree(state_dir, ignore_errors=True)
-        write_eval_samples(version, reward_model, config)
+        from training import scoring
+
+        scoring.write_eval_samples(version, reward_model, config)
     return version
-
-
-def write_eval_samples(
-    version: PolicyVersion, reward_model: RewardModelVersion, config: TrainingConfig
-) -> int:
-    """One sample per eval prompt from the version, with its reward-model score."""
-    task = version.task
-    prompts = selectors.eval_prompts(task_id=task.pk, n=EVAL_PROMPTS)
-    if not prompts:
-        return 0
-    model, tokenizer = _cached_model(policy_model_path(task, version))
-    sampling = TrainingConfig.from_dict({"sampling": {**config.sampling.__dict__, "k": 1}})
-    samples = sample_responses(model, tokenizer, [p.text for p in prompts], sampling.sampling)
-    reward, reward_tokenizer, _ = load_reward_model(reward_model.artifact_path)
-    rewards = score_token_ids(
-        reward,
-        [s.query_token_ids for s in samples],
-        [s.response_token_ids[0] for s in samples],
-        int(reward_tokenizer.pad_token_id or 0),
-    ).tolist()
-    _refresh_db()
-    return services.store_eval_samples(
-        policy_version_id=version.pk,
-        reward_model_version_id=reward_model.pk,
-        rows=[
-            services.EvalRow(
-                prompt_id=p.pk, text=s.responses[0], token_ids=s.response_token_ids[0], reward=r
-            )
-            for p, s, r in zip(prompts, samples, rewards, strict=True)
-        ],
-    )

@@ -1,0 +1,69 @@
+"""Worker-side scoring with a reward-model version (imports torch, like training.jobs):
+the K samples of recent comparisons (for agreement on the dashboard) and one sample per eval
+prompt from a policy version (for the side-by-side sample browser)."""
+
+from __future__ import annotations
+
+from training import selectors, services
+from training.jobs import _cached_model, _refresh_db, policy_model_path
+from training.ml.config import TrainingConfig
+from training.ml.reward import load_reward_model, score_token_ids
+from training.ml.sampling import sample_responses
+from training.models import PolicyVersion, RewardModelVersion
+
+EVAL_PROMPTS = 4
+SCORE_LIMIT = 256
+
+
+def score_comparisons(version: RewardModelVersion) -> int:
+    """Score recent comparisons' K samples with a reward-model version (for agreement)."""
+    comparisons = [
+        c
+        for c in selectors.comparisons_to_score(task_id=version.task_id, limit=SCORE_LIMIT)
+        if c.sample_token_ids and c.prompt.token_ids
+    ]
+    if not comparisons:
+        return 0
+    model, tokenizer, _ = load_reward_model(version.artifact_path)
+    pairs = [(list(c.prompt.token_ids or []), list(c.sample_token_ids or [])) for c in comparisons]
+    queries = [query for query, samples in pairs for _ in samples]
+    responses = [ids for _, samples in pairs for ids in samples]
+    flat = score_token_ids(model, queries, responses, int(tokenizer.pad_token_id or 0)).tolist()
+    scores: dict[int, list[float]] = {}
+    position = 0
+    for c, (_, samples) in zip(comparisons, pairs, strict=True):
+        scores[c.pk] = flat[position : position + len(samples)]
+        position += len(samples)
+    _refresh_db()
+    return services.store_comparison_scores(reward_model_version_id=version.pk, scores=scores)
+
+
+def write_eval_samples(
+    version: PolicyVersion, reward_model: RewardModelVersion, config: TrainingConfig
+) -> int:
+    """One sample per eval prompt from the version, with its reward-model score."""
+    task = version.task
+    prompts = selectors.eval_prompts(task_id=task.pk, n=EVAL_PROMPTS)
+    if not prompts:
+        return 0
+    model, tokenizer = _cached_model(policy_model_path(task, version))
+    sampling = TrainingConfig.from_dict({"sampling": {**config.sampling.__dict__, "k": 1}})
+    samples = sample_responses(model, tokenizer, [p.text for p in prompts], sampling.sampling)
+    reward, reward_tokenizer, _ = load_reward_model(reward_model.artifact_path)
+    rewards = score_token_ids(
+        reward,
+        [s.query_token_ids for s in samples],
+        [s.response_token_ids[0] for s in samples],
+        int(reward_tokenizer.pad_token_id or 0),
+    ).tolist()
+    _refresh_db()
+    return services.store_eval_samples(
+        policy_version_id=version.pk,
+        reward_model_version_id=reward_model.pk,
+        rows=[
+            services.EvalRow(
+                prompt_id=p.pk, text=s.responses[0], token_ids=s.response_token_ids[0], reward=r
+            )
+            for p, s, r in zip(prompts, samples, rewards, strict=True)
+        ],
+    )
