@@ -9,7 +9,11 @@ from django.core.validators import MaxValueValidator
 
 from labeling.importers import MAX_LINE_BYTES
 from labeling.models import Prompt, Task
-from labeling.services.tasks import current_instructions, task_settings_errors
+from labeling.services.tasks import (
+    VALIDATED_SETTINGS,
+    current_instructions,
+    task_settings_errors,
+)
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
@@ -27,25 +31,7 @@ class TaskAdminForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = [
-            "name",
-            "kind",
-            "status",
-            "base_model",
-            "k",
-            "query_length",
-            "response_length",
-            "temperature",
-            "truncation_token",
-            "truncation_min_position",
-            "labels_per_comparison",
-            "gold_rate",
-            "label_budget",
-            "lease_seconds",
-            "agreement_threshold",
-            "training_settings",
-            "schedule",
-        ]
+        fields = ["name", "kind", "status", "base_model", "truncation_token", *VALIDATED_SETTINGS]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

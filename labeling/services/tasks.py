@@ -118,23 +118,26 @@ def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
+# The task settings that task_settings_errors checks.
+VALIDATED_SETTINGS = (
+    "k",
+    "query_length",
+    "response_length",
+    "temperature",
+    "truncation_min_position",
+    "labels_per_comparison",
+    "gold_rate",
+    "label_budget",
+    "lease_seconds",
+    "agreement_threshold",
+    "training_settings",
+    "schedule",
+)
+
+
 def validate_task(task: Task) -> None:
     """Raise ValidationError (field -> message) for an invalid task."""
-    names = [
-        "k",
-        "query_length",
-        "response_length",
-        "temperature",
-        "truncation_min_position",
-        "labels_per_comparison",
-        "gold_rate",
-        "label_budget",
-        "lease_seconds",
-        "agreement_threshold",
-        "training_settings",
-        "schedule",
-    ]
-    errors = task_settings_errors({name: getattr(task, name) for name in names})
+    errors = task_settings_errors({name: getattr(task, name) for name in VALIDATED_SETTINGS})
     if errors:
         raise ValidationError(errors)
 
