@@ -57,10 +57,10 @@ def baseline_urls() -> Any:
     from rest_framework.response import Response
     from rest_framework.views import APIView
 
-    from labeling.api.throttling import SettingsScopedRateThrottle
+    from labeling.api.throttling import FixedWindowScopedThrottle
 
     class BaselineView(APIView):
-        throttle_classes = [SettingsScopedRateThrottle]
+        throttle_classes = [FixedWindowScopedThrottle]
         throttle_scope = "lease"
 
         def get(self, request: Any) -> Response:

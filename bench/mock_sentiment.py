@@ -76,7 +76,7 @@ OPENINGS = [
 
 
 def sentiment_of_version(path: str, prompts: list[str], config: Any, n: int) -> float:
-    from labeling.simulation import sentiment_score
+    from labeling.textstats import sentiment
     from training.ml.models import load_model, load_tokenizer
     from training.ml.sampling import sample_responses
 
@@ -88,7 +88,7 @@ def sentiment_of_version(path: str, prompts: list[str], config: Any, n: int) -> 
         model, tokenizer, queries, config, generator=torch.Generator().manual_seed(1234)
     )
     texts = [r for s in samples for r in s.responses][:n]
-    return sum(sentiment_score(t) for t in texts) / len(texts)
+    return sum(sentiment(t) for t in texts) / len(texts)
 
 
 class VaderScorer:
@@ -100,10 +100,10 @@ class VaderScorer:
     def __call__(self, query_ids: list[list[int]], response_ids: list[list[int]]) -> Any:
         import torch
 
-        from labeling.simulation import sentiment_score
+        from labeling.textstats import sentiment
 
         texts = self.tokenizer.batch_decode(response_ids)
-        return torch.tensor([sentiment_score(t) * 3 for t in texts])  # ~ unit-variance scale
+        return torch.tensor([sentiment(t) * 3 for t in texts])  # ~ unit-variance scale
 
 
 def main() -> None:
@@ -135,8 +135,10 @@ def main() -> None:
 
         from labeling.models import Prompt, Task, TaskLabeler
         from labeling.simulation import prefer_sentiment
-        from training import jobs, selectors, services
+        from training import selectors, services
+        from training.model_cache import policy_model_path
         from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+        from training.task_settings import training_config
 
         task = Task.objects.create(
             name=f"mock sentiment {time.time():.0f}",
@@ -191,13 +193,13 @@ def main() -> None:
             worker.terminate()
             worker.wait(timeout=60)
         loop_seconds = time.monotonic() - started
-        config = jobs.training_config(task)
+        config = training_config(task)
         eval_prompts = list(task.prompts.filter(split="eval").values_list("text", flat=True))
         final = PolicyVersion.objects.filter(task=task).order_by("-number").first()
-        base_path = jobs.policy_model_path(task, None)
+        base_path = policy_model_path(task, None)
         before = sentiment_of_version(base_path, eval_prompts, config.sampling, args.eval_samples)
         after = sentiment_of_version(
-            jobs.policy_model_path(task, final), eval_prompts, config.sampling, args.eval_samples
+            policy_model_path(task, final), eval_prompts, config.sampling, args.eval_samples
         )
         last_policy_run = TrainingRun.objects.filter(
             task=task, kind="policy", status="succeeded"

@@ -16,6 +16,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("labeling.api.urls")),
-    path("research/", include("labeling.dashboard.urls")),
+    path("research/", include("research.urls")),
     path("", include("labeling.urls")),
 ]

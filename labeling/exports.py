@@ -12,10 +12,13 @@ so a million labels export with one query per chunk and a constant amount of mem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 
 from labeling.models import Label, Task
 
@@ -101,3 +104,19 @@ FORMATS: dict[str, Callable[..., Iterator[Row]]] = {
     "pairwise": pairwise_rows,
     "raw": raw_rows,
 }
+
+
+def jsonl_lines(rows: Iterable[Row]) -> Iterator[str]:
+    """Rows as JSON Lines: one object per line, non-ASCII text as is."""
+    for row in rows:
+        yield json.dumps(row, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
+
+
+def jsonl_response(*, task: Task, export_format: str) -> StreamingHttpResponse:
+    """A download of the task's labels in ``export_format`` (one of FORMATS), streamed."""
+    rows = FORMATS[export_format](task=task)
+    response = StreamingHttpResponse(jsonl_lines(rows), content_type="application/jsonl")
+    filename = f"task-{task.pk}-{export_format}.jsonl"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response

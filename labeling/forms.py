@@ -9,11 +9,8 @@ from django.core.validators import MaxValueValidator
 
 from labeling.importers import MAX_LINE_BYTES
 from labeling.models import Prompt, Task
-from labeling.services.tasks import (
-    VALIDATED_SETTINGS,
-    current_instructions,
-    task_settings_errors,
-)
+from labeling.selectors import current_instructions
+from labeling.services.tasks import VALIDATED_SETTINGS, task_settings_errors
 
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
@@ -36,7 +33,7 @@ class TaskAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk:
-            current = current_instructions(self.instance)
+            current = current_instructions(task_id=self.instance.pk)
             if current is not None:
                 self.fields["instructions_text"].initial = current.text
 

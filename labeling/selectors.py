@@ -6,24 +6,21 @@ Python loops), so the labeling API stays fast however many tasks and comparisons
 
 from __future__ import annotations
 
-import json
-from functools import cache as memoize
 from typing import Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from labeling import hot_sql
 from labeling.models import (
     Assignment,
     Comparison,
     InstructionsVersion,
     Label,
-    Prompt,
     Task,
     TaskLabeler,
 )
@@ -64,110 +61,14 @@ def get_labeling_task(*, user: Any, task_id: int) -> Task | None:
     return labeling_tasks(user=user).filter(pk=task_id).first()
 
 
-def _pg() -> bool:
-    """PostgreSQL: the labeling hot path's reads are hand-written SQL (no ORM compilation)."""
-    return connection.vendor == "postgresql"
-
-
-def hot_cursor() -> Any:
-    """A Django cursor (query logging and counting included) over a psycopg cursor that binds
-    parameters server-side, so psycopg can prepare the hot path's fixed statements
-    (``prepare_threshold`` in the database OPTIONS); the ORM keeps client-side binding."""
-    import psycopg
-
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw: Any = psycopg.Cursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
-
-
-def _json(value: Any) -> Any:
-    # Django's psycopg setup hands jsonb back as text.
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-@memoize
-def hot_tables() -> dict[str, str]:
-    """Quoted table names of the hot path's hand-written SQL (reads here, writes in
-    labeling.services), from the models."""
-    q = connection.ops.quote_name
-    models = {
-        "task": Task,
-        "member": TaskLabeler,
-        "label": Label,
-        "assignment": Assignment,
-        "comparison": Comparison,
-        "prompt": Prompt,
-        "instructions": InstructionsVersion,
-    }
-    return {name: q(model._meta.db_table) for name, model in models.items()}
-
-
-@memoize
-def _hot_sql() -> dict[str, Any]:
-    """The hot path's reads on PostgreSQL; table and column names from the models."""
-    q = connection.ops.quote_name
-    t = hot_tables()
-    fields = list(Task._meta.concrete_fields)
-    columns = ", ".join(f"t.{q(str(f.column))}" for f in fields)
-    task = (
-        f"SELECT {columns}, (SELECT COUNT(*) FROM {t['label']} l WHERE l.task_id = t.id"
-        f" AND l.labeler_id = %(user)s AND l.kind <> 'skip'),"
-        f" EXISTS (SELECT 1 FROM {t['assignment']} a WHERE a.task_id = t.id"
-        f" AND a.labeler_id = %(user)s AND a.state = 'active' AND a.expires_at > %(now)s)"
-        f" FROM {t['task']} t WHERE t.id = %(task)s AND t.status = 'active'"
-    )
-    member = (
-        f" AND EXISTS (SELECT 1 FROM {t['member']} m WHERE m.task_id = t.id"
-        " AND m.labeler_id = %(user)s)"
-    )
-    lease = """
-SELECT a.id, a.comparison_id, a.permutation, a.leased_at, a.expires_at,
-       c.k, c.samples, c.is_gold, c.prompt_id, p.text
-FROM {assignment} a
-JOIN {comparison} c ON c.id = a.comparison_id
-JOIN {prompt} p ON p.id = c.prompt_id
-WHERE a.task_id = %s AND a.labeler_id = %s AND a.state = 'active' AND a.expires_at > %s
-ORDER BY a.leased_at DESC, a.id DESC
-LIMIT 1
-""".format(**t)
-    return {
-        "task_staff": task,
-        "task_member": task + member,
-        "task_fields": [f.attname for f in fields],
-        "task_converters": [(i, f) for i, f in enumerate(fields) if hasattr(f, "from_db_value")],
-        "lease": lease,
-    }
-
-
-def _get_lease_task_pg(*, user: Any, task_id: int) -> Task | None:
-    sql = _hot_sql()
-    with hot_cursor() as cursor:
-        cursor.execute(
-            sql["task_staff" if _is_staff(user) else "task_member"],
-            {"user": user.pk, "task": task_id, "now": timezone.now()},
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row[:-2])
-    for i, field in sql["task_converters"]:
-        values[i] = field.from_db_value(values[i], None, connection)
-    task = Task.from_db(connection.alias, sql["task_fields"], values)
-    task.labeled_by_me = row[-2]  # type: ignore[attr-defined]
-    # Lets lease_next skip its lease lookup when the labeler holds none (the usual case).
-    task.holds_live_lease = row[-1]  # type: ignore[attr-defined]
-    return task
-
-
 def get_lease_task(*, user: Any, task_id: int) -> Task | None:
     """``get_labeling_task`` annotated with ``labeled_by_me`` (the user's labels on the task,
     skips excluded): the task, the membership check and the progress in one query
     (hand-written on PostgreSQL)."""
-    if _pg():
-        return _get_lease_task_pg(user=user, task_id=task_id)
+    if hot_sql.enabled():
+        return hot_sql.lease_task(
+            user_id=user.pk, staff=_is_staff(user), task_id=task_id, now=timezone.now()
+        )
     mine = Label.objects.filter(task=OuterRef("pk"), labeler_id=user.pk).exclude(
         kind=Label.Kind.SKIP
     )
@@ -199,21 +100,26 @@ def get_export_task(*, task_id: int) -> Task | None:
     return Task.objects.filter(pk=task_id).first()
 
 
-def available_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparison]:
-    """Non-gold open comparisons with a free slot that the labeler has neither leased nor labeled,
-    highest priority first (served by the ``comparison_pool`` index)."""
+def _open_to(*, labeler_id: Any, **where: Any) -> QuerySet[Comparison]:
+    """Non-gold open comparisons with a free slot (filtered by ``where``) that the labeler has
+    neither leased nor labeled."""
     live = Assignment.objects.filter(
         comparison=OuterRef("pk"), labeler_id=labeler_id, state__in=LIVE_ASSIGNMENT_STATES
     )
     labeled = Label.objects.filter(comparison=OuterRef("pk"), labeler_id=labeler_id)
     return (
         Comparison.objects.filter(
-            task=task, is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0
+            is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0, **where
         )
         .exclude(Exists(live))
         .exclude(Exists(labeled))
-        .order_by("-priority", "id")
     )
+
+
+def available_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparison]:
+    """What the labeler may lease next on the task, highest priority first (served by the
+    ``comparison_pool`` index; ``hot_sql``'s claim picks the same on PostgreSQL)."""
+    return _open_to(labeler_id=labeler_id, task=task).order_by("-priority", "id")
 
 
 def unseen_gold_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparison]:
@@ -232,32 +138,8 @@ def unseen_gold_comparisons(*, task: Task, labeler_id: int) -> QuerySet[Comparis
 def active_lease(*, task: Task, labeler_id: int, now: Any) -> Assignment | None:
     """The labeler's unexpired lease on the task, if any (newest first), with its comparison
     and prompt (hand-written SQL on PostgreSQL)."""
-    if _pg():
-        with hot_cursor() as cursor:
-            cursor.execute(_hot_sql()["lease"], [task.pk, labeler_id, now])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        pk, comparison_id, permutation, leased_at, expires_at, k, samples, is_gold = row[:8]
-        prompt_id, text = row[8:]
-        comparison = Comparison(
-            pk=comparison_id,
-            task=task,
-            prompt=Prompt(pk=prompt_id, task=task, text=text),
-            k=k,
-            samples=_json(samples),
-            is_gold=is_gold,
-        )
-        return Assignment(
-            pk=pk,
-            comparison=comparison,
-            labeler_id=labeler_id,
-            task=task,
-            permutation=_json(permutation),
-            state=Assignment.State.ACTIVE,
-            leased_at=leased_at,
-            expires_at=expires_at,
-        )
+    if hot_sql.enabled():
+        return hot_sql.active_lease(task=task, labeler_id=labeler_id, now=now)
     return (
         Assignment.objects.select_related("comparison__prompt")
         .filter(task=task, labeler_id=labeler_id, state=Assignment.State.ACTIVE, expires_at__gt=now)
@@ -271,17 +153,14 @@ def _count_subquery(qs: QuerySet[Any], group_field: str) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def labeling_progress(*, task: Task, labeler_id: int) -> Progress:
-    """Labels the labeler gave on the task (skips excluded) and comparisons still open to them."""
-    labeled_by_me = (
-        Label.objects.filter(task=task, labeler_id=labeler_id).exclude(kind=Label.Kind.SKIP).count()
-    )
-    remaining = available_comparisons(task=task, labeler_id=labeler_id).count()
-    return {"labeled_by_me": labeled_by_me, "remaining": remaining}
+def latest_instructions(task: Any) -> QuerySet[InstructionsVersion]:
+    """A task's instructions versions, newest first; ``task`` is a task id, a task or an
+    ``OuterRef`` to one (a subquery's current instructions)."""
+    return InstructionsVersion.objects.filter(task=task).order_by("-version")
 
 
 def current_instructions(*, task_id: int) -> InstructionsVersion | None:
-    return InstructionsVersion.objects.filter(task_id=task_id).order_by("-version").first()
+    return latest_instructions(task_id).first()
 
 
 def task_list_for_user(*, user: Any) -> QuerySet[Task]:
@@ -290,18 +169,8 @@ def task_list_for_user(*, user: Any) -> QuerySet[Task]:
     labels = Label.objects.filter(task=OuterRef("pk"), labeler_id=user.pk).exclude(
         kind=Label.Kind.SKIP
     )
-    live = Assignment.objects.filter(
-        comparison=OuterRef("pk"), labeler_id=user.pk, state__in=LIVE_ASSIGNMENT_STATES
-    )
-    labeled = Label.objects.filter(comparison=OuterRef("pk"), labeler_id=user.pk)
-    open_comparisons = (
-        Comparison.objects.filter(
-            task=OuterRef("pk"), is_gold=False, status=Comparison.Status.OPEN, open_slots__gt=0
-        )
-        .exclude(Exists(live))
-        .exclude(Exists(labeled))
-    )
-    latest = InstructionsVersion.objects.filter(task=OuterRef("pk")).order_by("-version")
+    open_comparisons = _open_to(labeler_id=user.pk, task=OuterRef("pk"))
+    latest = latest_instructions(OuterRef("pk"))
     return (
         labeling_tasks(user=user)
         .annotate(

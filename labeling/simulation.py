@@ -2,18 +2,16 @@
 exactly like a person (token login, next comparison, submit, at a chosen rate).
 
 Preferences take the prompt and the K sample texts in the order shown and return the position
-of the best; benchmarks and tests reuse the scores (``sentiment_score``, ``copy_fraction``).
+of the best, scored with :mod:`labeling.textstats` (the measures the drift diagnostics use).
 """
 
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import requests
@@ -21,38 +19,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from labeling.models import Task, TaskLabeler
+from labeling.textstats import copy_fraction, sentiment
 
 Preference = Callable[[str, Sequence[str], random.Random], int]
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-@lru_cache(maxsize=1)
-def _vader() -> Any:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-def sentiment_score(text: str) -> float:
-    """VADER compound sentiment in [-1, 1] (the mock-sentiment task's true reward)."""
-    return float(_vader().polarity_scores(text)["compound"])
-
-
-def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-
-def copy_fraction(prompt: str, sample: str, n: int = 3) -> float:
-    """Fraction of the sample's word n-grams that occur in the prompt (shorter samples use
-    the longest n that fits); 0 for an empty sample."""
-    sample_words = _WORD.findall(sample.lower())
-    prompt_words = _WORD.findall(prompt.lower())
-    n = min(n, len(sample_words))
-    if n == 0:
-        return 0.0
-    grams = ngrams(sample_words, n)
-    source = set(ngrams(prompt_words, n))
-    return sum(g in source for g in grams) / len(grams)
 
 
 def _argmax(scores: Sequence[float]) -> int:
@@ -61,7 +30,7 @@ def _argmax(scores: Sequence[float]) -> int:
 
 
 def prefer_sentiment(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
-    return _argmax([sentiment_score(s) for s in samples])
+    return _argmax([sentiment(s) for s in samples])
 
 
 def prefer_length(prompt: str, samples: Sequence[str], rng: random.Random) -> int:

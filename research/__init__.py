@@ -1,1 +1,3 @@
-"""The researcher's dashboard: selectors over the ORM, figures, staff-only views."""
+"""The researchers' side: the dashboard, the sample browser, agreement and drift analytics,
+the export pages, the Researchers role and the demo. Reads ``labeling`` and ``training``;
+neither of them imports it. No models of its own."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from labeling.analytics.drift import DriftReport
-from labeling.analytics.features import FEATURE_LABELS, FEATURES
+from research.analytics.drift import DriftReport
+from research.analytics.features import FEATURE_LABELS, FEATURES
 from training.models import PolicyVersion, RewardModelVersion
 
 Figure = dict[str, Any]

@@ -16,18 +16,18 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncHour
 
-from labeling.analytics.agreement import AgreementReport, ChoiceRecord, agreement_report
-from labeling.analytics.drift import ChoiceObservation, DriftReport, drift_report
-from labeling.analytics.features import ComparisonView
 from labeling.models import Comparison, Label, Task
+from research.analytics.agreement import AgreementReport, ChoiceRecord, agreement_report
+from research.analytics.drift import ChoiceObservation, DriftReport, drift_report
+from research.analytics.features import ComparisonView
 from training import schedule as loop_schedule
+from training import selectors as training_selectors
 from training.models import (
     ComparisonScores,
     EvalSample,
     PolicyVersion,
     RewardModelVersion,
     TrainingRun,
-    VersionStatus,
 )
 
 CACHE_SECONDS = 6 * 3600
@@ -37,15 +37,6 @@ HOURS_SHOWN = 7 * 24
 
 def last_label_id(*, task: Task) -> int:
     return Label.objects.filter(task=task).aggregate(m=Max("id"))["m"] or 0
-
-
-def current_reward_model(*, task: Task) -> RewardModelVersion | None:
-    return (
-        RewardModelVersion.objects.filter(task=task)
-        .exclude(status__in=[VersionStatus.FAILED, VersionStatus.RETIRED])
-        .order_by("-number")
-        .first()
-    )
 
 
 @dataclass
@@ -66,7 +57,7 @@ def schedule_state(*, task: Task) -> ScheduleState:
     episodes = PolicyVersion.objects.filter(task=task).aggregate(m=Max("episodes"))["m"] or 0
     state = ScheduleState(label_count=label_count, episodes_done=episodes)
     try:
-        sched = loop_schedule.Schedule.from_dict(task.schedule)
+        sched = training_selectors.task_schedule(task=task)
     except (ValueError, TypeError) as exc:
         state.error = f"invalid schedule: {exc}"
         return state
@@ -168,7 +159,7 @@ def _cached(key: str, compute):
 
 
 def task_agreement(*, task: Task) -> tuple[AgreementReport, RewardModelVersion | None]:
-    rm = current_reward_model(task=task)
+    rm = training_selectors.latest_reward_model(task_id=task.pk)
     scores_seen = (
         ComparisonScores.objects.filter(reward_model_version=rm).aggregate(m=Max("id"))["m"]
         if rm

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.dashboard import views
+from research import views
 
 app_name = "dashboard"
 urlpatterns = [

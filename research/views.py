@@ -3,23 +3,22 @@ figures do the work."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from labeling import exports
-from labeling.dashboard import figures, selectors
-from labeling.dashboard.finders import PLOTLY_STATIC_PATH
 from labeling.models import Task
+from research import figures, selectors
+from research.finders import PLOTLY_STATIC_PATH
 from training.models import PolicyVersion
 
 View = Callable[..., HttpResponseBase]
@@ -123,20 +122,11 @@ def sample_browser(request: HttpRequest, task_id: int) -> HttpResponse:
     return render(request, "dashboard/samples.html", context)
 
 
-def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for row in rows:
-        yield (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode()
-
-
 @require_GET
 @staff_required
 def export(request: HttpRequest, task_id: int, fmt: str) -> HttpResponseBase:
     task = get_object_or_404(Task, pk=task_id)
-    generator = exports.FORMATS.get(fmt)
-    if generator is None:
+    if fmt not in exports.FORMATS:
         known = ", ".join(exports.FORMATS)
         return HttpResponse(f"Unknown export format {fmt!r}; use one of: {known}.", status=400)
-    response = StreamingHttpResponse(_jsonl(generator(task=task)), content_type="application/jsonl")
-    response["Content-Disposition"] = f'attachment; filename="task-{task.pk}-{fmt}.jsonl"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return exports.jsonl_response(task=task, export_format=fmt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 
-from labeling.analytics.features import copy_fraction, sentiment
+from labeling.textstats import copy_fraction, sentiment
 
 VOCAB = [
     "river",

@@ -1,133 +1,27 @@
-"""Worker-side glue between the database and ``training.ml`` (imports torch: only Celery tasks
-import this module, inside the task body).
-
-Artifacts live under ``settings.ARTIFACTS_DIR / task-<id>``:
-``reward/run-<run>/`` (a saved reward model), ``ppo/from-v<n>/`` (PPO state continuing policy
-version n, with resumable checkpoints), ``policy/run-<run>/`` (a published policy version: the
-final PPO checkpoint, hard-linked, whose ``model/`` is a loadable LM). Every artifact is complete
-before the database row that points at it is created.
+"""The run bodies of the worker: sampling comparisons, training a reward model, training a
+PPO chunk; each publishes what it made through the services (imports torch: only Celery tasks
+import this module, inside the task body). Artifacts: :mod:`training.artifacts`; the run's
+heartbeat: :mod:`training.worker`; loaded models: :mod:`training.model_cache`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
-
-import torch
-from django.conf import settings
-from django.db import close_old_connections, connection
 
 from labeling.models import Task
-from training import selectors, services
+from training import artifacts, scoring, selectors, services
 from training.ml import checkpoint as ml_checkpoint
-from training.ml.config import TrainingConfig
-from training.ml.models import atomic_directory, load_model, load_tokenizer
 from training.ml.ppo import train_policy
 from training.ml.reward import train_reward_model
 from training.ml.sampling import sample_responses
+from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.task_settings import training_config
+from training.worker import heartbeating, refresh_db
 
 logger = logging.getLogger(__name__)
-DEFAULT_PRESET = "cpu-small"
-
-
-class RunLost(Exception):
-    """The run is no longer ours (reaped as stale): stop without publishing."""
-
-
-def _refresh_db() -> None:
-    """After minutes of training the database connection may have gone stale: drop it (not
-    inside a transaction, e.g. a test's)."""
-    if not connection.in_atomic_block:
-        close_old_connections()
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def task_dir(task_id: int) -> Path:
-    return Path(settings.ARTIFACTS_DIR) / f"task-{task_id}"
-
-
-def training_config(task: Task) -> TrainingConfig:
-    """The task's training settings over their preset, with the task's own generation
-    fields (K, lengths, temperature, truncation) taking precedence."""
-    data = dict(task.training_settings or {})
-    preset = data.pop("preset", DEFAULT_PRESET)
-    sampling = dict(data.get("sampling") or {})
-    sampling.update(
-        k=task.k,
-        query_length=task.query_length,
-        response_length=task.response_length,
-        temperature=task.temperature,
-        truncate_token=task.truncation_token or None,
-        truncate_after=task.truncation_min_position,
-    )
-    data["sampling"] = sampling
-    return TrainingConfig.from_dict(data, base=preset)
-
-
-def policy_model_path(task: Task, version: PolicyVersion | None) -> str:
-    if version is None or not version.artifact_path:
-        return task.base_model
-    return str(Path(version.artifact_path) / "model")
-
-
-@lru_cache(maxsize=2)
-def _cached_model(path: str) -> tuple[Any, Any]:
-    return load_model(path), load_tokenizer(path)
-
-
-@contextmanager
-def heartbeating(run_id: int, every: float | None = None) -> Iterator[Callable[[], None]]:
-    """Beat the run's heartbeat from a thread while the body runs; the yielded ``check()``
-    raises RunLost once the run was taken away (reaped)."""
-    every = every or float(getattr(settings, "TRAINING_HEARTBEAT_SECONDS", 15))
-    stop = threading.Event()
-    lost = threading.Event()
-
-    def beat() -> None:
-        try:
-            while not stop.wait(every):
-                if not services.heartbeat(run_id=run_id):
-                    lost.set()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
-    thread.start()
-
-    def check() -> None:
-        if lost.is_set():
-            raise RunLost(f"run {run_id} is no longer running")
-
-    try:
-        yield check
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-def _hardlink_copy(source: Path, final: Path) -> None:
-    """Copy a directory tree by hard links (no extra disk), atomically into ``final``."""
-    tmp, commit = atomic_directory(final)
-    shutil.rmtree(tmp)
-    try:
-        shutil.copytree(source, tmp, copy_function=os.link)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(source, tmp)
-    commit()
 
 
 # --- sampling -----------------------------------------------------------------------------
@@ -146,7 +40,7 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
     prompts = (prompts * (wanted // len(prompts) + 1))[:wanted]  # fewer prompts than wanted
     version = PolicyVersion.objects.get(pk=policy_version_id)
     config = training_config(task)
-    model, tokenizer = _cached_model(policy_model_path(task, version))
+    model, tokenizer = cached_model(policy_model_path(task, version))
     queries = [p.token_ids if p.token_ids else p.text for p in prompts]
     if any(isinstance(q, str) for q in queries):
         queries = [p.text for p in prompts]
@@ -156,7 +50,7 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
         "task %s: sampled %d comparisons from policy v%d in %.1f s",
         task_id, len(samples), version.number, time.perf_counter() - started,
     )  # fmt: skip
-    _refresh_db()
+    refresh_db()
     created = services.create_comparisons(
         task=task,
         policy_version_id=policy_version_id,
@@ -185,7 +79,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     previous = selectors.latest_reward_model(task_id=task.pk)
     init_from = previous.artifact_path if previous and config.reward.warm_start else None
     queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
-    out_dir = task_dir(task.pk) / "reward" / f"run-{run.pk}"
+    out_dir = artifacts.task_dir(task.pk) / "reward" / f"run-{run.pk}"
     started = time.perf_counter()
     logger.info(
         "task %s: reward run %s on %d labels (%s)",
@@ -203,7 +97,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             progress=lambda done, total: check(),
         )
         check()
-    _refresh_db()
+    refresh_db()
     metrics = {
         "label_count": len(label_ids),
         "held_out_accuracy": result.metrics.get("holdout_accuracy"),
@@ -236,8 +130,6 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             "task %s: published reward model v%d: held-out accuracy %s, %.0f s",
             task.pk, version.number, metrics["held_out_accuracy"], metrics["seconds"],
         )  # fmt: skip
-        from training import scoring  # it imports this module's helpers
-
         scoring.score_comparisons(version)
     return version
 
@@ -248,29 +140,6 @@ def _max_label_id(task_id: int) -> int:
 
 
 # --- policy (PPO) --------------------------------------------------------------------------
-
-
-def _seed_state_dir(state_dir: Path, head: PolicyVersion | None) -> None:
-    """A PPO state directory continuing ``head``: its final checkpoint, hard-linked."""
-    if ml_checkpoint.latest_checkpoint(state_dir) is not None:
-        return  # resuming an interrupted chunk
-    if head is None or not head.artifact_path:
-        return  # fresh PPO from the base model
-    source = Path(head.artifact_path)
-    name = source.name if source.name.startswith("step-") else "step-00000000"
-    state_dir.mkdir(parents=True, exist_ok=True)
-    _hardlink_copy(source, state_dir / ml_checkpoint.CHECKPOINTS / name)
-    pointer = state_dir / f".{ml_checkpoint.LATEST}.tmp"
-    pointer.write_text(name)
-    os.replace(pointer, state_dir / ml_checkpoint.LATEST)
-
-
-def _episodes_in(state_dir: Path) -> int:
-    latest = ml_checkpoint.latest_checkpoint(state_dir)
-    if latest is None:
-        return 0
-    state = torch.load(latest / "state.pt", weights_only=False, map_location="cpu")
-    return int(state["episodes"])
 
 
 def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
@@ -290,10 +159,10 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
     if target <= start:
         services.succeed_run_without_output(run_id=run.pk, note="PPO schedule complete")
         return None
-    state_dir = task_dir(task.pk) / "ppo" / f"from-v{head.number if head else 0}"
-    _seed_state_dir(state_dir, head)
+    state_dir = artifacts.task_dir(task.pk) / "ppo" / f"from-v{head.number if head else 0}"
+    artifacts.seed_ppo_state(state_dir, head)
     services.set_checkpoint(run_id=run.pk, checkpoint_path=str(state_dir))
-    done = _episodes_in(state_dir)
+    done = artifacts.episodes_in(state_dir)
     prompts = list(task.prompts.filter(split="train").values_list("text", flat=True))
     if not prompts:
         services.fail_run(run_id=run.pk, error="the task has no train prompts")
@@ -329,15 +198,13 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
                 checkpoint_every=1,
             )
         check()
-    _refresh_db()
+    refresh_db()
     final = ml_checkpoint.latest_checkpoint(state_dir)
     if final is None:
         services.fail_run(run_id=run.pk, error="PPO wrote no checkpoint")
         return None
-    state = torch.load(final / "state.pt", weights_only=False, map_location="cpu")
-    artifact = task_dir(task.pk) / "policy" / f"run-{run.pk}" / final.name
-    if not artifact.is_dir():
-        _hardlink_copy(final, artifact)
+    state = artifacts.checkpoint_state(final)
+    artifact = artifacts.publish_policy_checkpoint(final, task.pk, run.pk)
     history = state.get("history") or []
     last = history[-1] if history else {}
     version = services.publish_policy_version(
@@ -360,7 +227,5 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
             "task %s: published policy v%d (%d episodes)", task.pk, version.number, version.episodes
         )
         shutil.rmtree(state_dir, ignore_errors=True)
-        from training import scoring
-
         scoring.write_eval_samples(version, reward_model, config)
     return version

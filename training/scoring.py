@@ -5,11 +5,12 @@ prompt from a policy version (for the side-by-side sample browser)."""
 from __future__ import annotations
 
 from training import selectors, services
-from training.jobs import _cached_model, _refresh_db, policy_model_path
 from training.ml.config import TrainingConfig
 from training.ml.reward import load_reward_model, score_token_ids
 from training.ml.sampling import sample_responses
+from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion
+from training.worker import refresh_db
 
 EVAL_PROMPTS = 4
 SCORE_LIMIT = 256
@@ -34,7 +35,7 @@ def score_comparisons(version: RewardModelVersion) -> int:
     for c, (_, samples) in zip(comparisons, pairs, strict=True):
         scores[c.pk] = flat[position : position + len(samples)]
         position += len(samples)
-    _refresh_db()
+    refresh_db()
     return services.store_comparison_scores(reward_model_version_id=version.pk, scores=scores)
 
 
@@ -46,7 +47,7 @@ def write_eval_samples(
     prompts = selectors.eval_prompts(task_id=task.pk, n=EVAL_PROMPTS)
     if not prompts:
         return 0
-    model, tokenizer = _cached_model(policy_model_path(task, version))
+    model, tokenizer = cached_model(policy_model_path(task, version))
     sampling = TrainingConfig.from_dict({"sampling": {**config.sampling.__dict__, "k": 1}})
     samples = sample_responses(model, tokenizer, [p.text for p in prompts], sampling.sampling)
     reward, reward_tokenizer, _ = load_reward_model(reward_model.artifact_path)
@@ -56,7 +57,7 @@ def write_eval_samples(
         [s.response_token_ids[0] for s in samples],
         int(reward_tokenizer.pad_token_id or 0),
     ).tolist()
-    _refresh_db()
+    refresh_db()
     return services.store_eval_samples(
         policy_version_id=version.pk,
         reward_model_version_id=reward_model.pk,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from labeling.models import Comparison, Label, Prompt, Task
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun, VersionStatus
@@ -20,10 +20,6 @@ def task_schedule(*, task: Task) -> Schedule:
 
 def promoted_policy(*, task_id: int) -> PolicyVersion | None:
     return PolicyVersion.objects.filter(task_id=task_id, status=VersionStatus.PROMOTED).first()
-
-
-def latest_policy(*, task_id: int) -> PolicyVersion | None:
-    return PolicyVersion.objects.filter(task_id=task_id).order_by("-number").first()
 
 
 def latest_reward_model(*, task_id: int) -> RewardModelVersion | None:
@@ -123,8 +119,6 @@ def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
 
 def prompts_to_sample(*, task_id: int, n: int) -> list[Prompt]:
     """Train prompts with the fewest comparisons so far (round robin over the prompt set)."""
-    from django.db.models import Count
-
     return list(
         Prompt.objects.filter(task_id=task_id, split=Prompt.Split.TRAIN)
         .annotate(used=Count("comparisons"))

@@ -13,7 +13,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from training import selectors, services
+from training import selectors, services, worker
 
 logger = logging.getLogger(__name__)
 TRAIN_TIME_LIMIT = int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 4 * 3600))
@@ -29,7 +29,8 @@ def tick(task_id: int) -> dict[str, object]:
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=110, ignore_result=True)
 def tick_all() -> int:
-    """Beat: tick every active task (and reap dead runs of all tasks)."""
+    """Beat: enqueue a tick of every active task (each tick reaps its task's dead runs and
+    reclaims its expired leases)."""
     ids = selectors.active_task_ids()
     for task_id in ids:
         tick.delay(task_id)
@@ -52,13 +53,13 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
 def _run_training(run_id: int, body_name: str) -> int | None:
     from training import jobs
 
-    run = services.claim_run(run_id=run_id, worker=jobs.worker_name())
+    run = services.claim_run(run_id=run_id, worker=worker.worker_name())
     if run is None:
         logger.info("run %s is not queued: nothing to do (duplicate delivery?)", run_id)
         return None
     try:
         version = getattr(jobs, body_name)(run)
-    except jobs.RunLost as lost:
+    except worker.RunLost as lost:
         logger.warning("%s", lost)
         return None
     except BaseException as error:  # the soft time limit included
@@ -89,10 +90,3 @@ def train_reward_model(run_id: int) -> int | None:
 def train_policy(run_id: int) -> int | None:
     """Train one PPO chunk against the latest reward model; publish a version (training)."""
     return _run_training(run_id, "run_policy_training")
-
-
-@shared_task(acks_late=True, time_limit=60, ignore_result=True)
-def reclaim_leases() -> int:
-    from labeling.services.leasing import reclaim_expired_leases
-
-    return reclaim_expired_leases()

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "labeling",
     "training",
+    "research",
 ]
 
 MIDDLEWARE = [
@@ -75,7 +76,7 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # psycopg prepares a statement on its Nth execution on a connection. Only the labeling hot
-    # path's hand-written statements bind server-side (labeling.selectors.hot_cursor), so only
+    # path's hand-written statements bind server-side (labeling.hot_sql.cursor), so only
     # they are prepared; the ORM keeps Django's client-side binding. 0 turns it off (needed
     # behind a transaction-pooling pgbouncer older than 1.21).
     _prepare_threshold = env.int("DATABASE_PREPARE_THRESHOLD", default=1)
@@ -102,11 +103,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# The dashboard serves plotly.js from the installed plotly package (labeling/dashboard/finders.py).
+# The dashboard serves plotly.js from the installed plotly package (research/finders.py).
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "labeling.dashboard.finders.PlotlyFinder",
+    "research.finders.PlotlyFinder",
 ]
 
 # Model artifacts (reward-model and policy versions, checkpoints).

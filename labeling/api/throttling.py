@@ -1,8 +1,9 @@
-"""Scoped throttles whose rates are read per request, so settings overrides (tests, env) apply.
+"""A scoped throttle that counts requests in a fixed window (rates read per request, so
+settings overrides in tests and the environment apply).
 
 DRF's ``SimpleRateThrottle`` keeps a list of timestamps per client (a cache get, a pickled
 list of up to ``num_requests`` floats, and a cache set per request). On the labeling hot path
-these throttles count instead: a counter per client and scope that starts at the client's first
+this throttle counts instead: a counter per client and scope that starts at the client's first
 request and expires ``duration`` seconds later (a fixed window anchored at that request). On
 Redis that is one round trip (``SET NX EX`` + ``INCR`` in a pipeline), elsewhere a cache
 ``add`` then ``incr``. A client may burst up to twice the rate across a window boundary; the
@@ -22,9 +23,10 @@ from rest_framework.throttling import ScopedRateThrottle
 logger = logging.getLogger(__name__)
 
 
-class SettingsScopedRateThrottle(ScopedRateThrottle):
-    """A counting ``ScopedRateThrottle`` reading ``DEFAULT_THROTTLE_RATES`` at request time;
-    keyed by user (or client IP when anonymous) and the view's ``throttle_scope``."""
+class FixedWindowScopedThrottle(ScopedRateThrottle):
+    """A ``ScopedRateThrottle`` that counts requests per fixed window instead of logging their
+    timestamps, reading ``DEFAULT_THROTTLE_RATES`` at request time; keyed by user (or client
+    IP when anonymous) and the view's ``throttle_scope``."""
 
     def get_rate(self) -> str | None:
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")

@@ -5,13 +5,10 @@ Domain errors raised by the services become 4xx responses ``{"detail": ..., "cod
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -34,7 +31,7 @@ from labeling.api.serializers import (
     TokenSerializer,
     label_payload,
 )
-from labeling.api.throttling import SettingsScopedRateThrottle
+from labeling.api.throttling import FixedWindowScopedThrottle
 from labeling.models import Label
 from labeling.permissions import IsStaff
 from labeling.selectors import Progress
@@ -78,7 +75,7 @@ class TokenView(APIView):
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_classes = [FixedWindowScopedThrottle]
     throttle_scope = "login"
 
     @extend_schema(
@@ -110,7 +107,7 @@ class TaskListView(APIView):
 
 
 class NextView(APIView):
-    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_classes = [FixedWindowScopedThrottle]
     throttle_scope = "lease"
 
     @extend_schema(
@@ -178,7 +175,7 @@ def canonical_label_submit(data: Any) -> dict[str, Any] | None:
 
 
 class LabelCreateView(APIView):
-    throttle_classes = [SettingsScopedRateThrottle]
+    throttle_classes = [FixedWindowScopedThrottle]
     throttle_scope = "label_submit"
 
     @extend_schema(
@@ -220,11 +217,6 @@ class IgnoreFormatParameter(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
-def _jsonl(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    for row in rows:
-        yield json.dumps(row, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
-
-
 class ExportView(APIView):
     permission_classes = [IsStaff]
     renderer_classes = [JSONRenderer]
@@ -253,8 +245,4 @@ class ExportView(APIView):
         task = selectors.get_export_task(task_id=task_id)
         if task is None:
             return task_not_found(task_id)
-        rows = exports.FORMATS[export_format](task=task)
-        response = StreamingHttpResponse(_jsonl(rows), content_type="application/jsonl")
-        filename = f"task-{task.pk}-{export_format}.jsonl"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return exports.jsonl_response(task=task, export_format=export_format)

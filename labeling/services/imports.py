@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from django.db import transaction
 
@@ -111,10 +111,9 @@ def _check_prompts_are_new(task: Task, batch: list[PromptRow]) -> None:
 def import_comparisons(
     *, task: Task, stream: IO[bytes], progress: Progress | None = None
 ) -> ImportResult:
-    """Import comparisons of K samples; prompts are matched by id (or text) or created."""
-    from training.models import PolicyVersion
-
-    versions = dict(PolicyVersion.objects.filter(task=task).values_list("number", "id"))
+    """Import comparisons of K samples; prompts are matched by id (or text) or created.
+    A row's ``policy_version`` is the number of one of the task's policy versions."""
+    versions = _policy_version_ids(task)
     resolver = _PromptResolver(task)
     total = 0
     for batch in _batches(parse_comparisons_jsonl(stream, k=task.k), BATCH_SIZE):
@@ -149,6 +148,13 @@ def import_comparisons(
     if total == 0:
         raise ImportFileError("the file has no rows")
     return ImportResult(rows=total, prompts_created=resolver.created, comparisons_created=total)
+
+
+def _policy_version_ids(task: Task) -> dict[int, int]:
+    """Number -> id of the task's policy versions, through ``Comparison.policy_version``'s
+    related model (the app that owns policy versions is not imported here)."""
+    model: Any = Comparison._meta.get_field("policy_version").related_model
+    return dict(model.objects.filter(task=task).values_list("number", "id"))
 
 
 class _PromptResolver:

@@ -3,25 +3,25 @@
 A label needs the labeler's live lease on the comparison (active, not reclaimed; a lease past
 its expiry that nobody reclaimed yet still counts, so slow work is not lost). The lease row is
 locked first, so a concurrent reclaim or a concurrent resubmission waits or skips it.
-Resubmitting the same label returns the stored one; a different one is a conflict.
+Resubmitting the same label returns the stored one; a different one is a conflict. After the
+commit, ``labeling.hooks.label_committed`` is sent (the training loop listens).
+
+The rules (which lease counts, what a label does to its comparison's counters and to its
+lease) are written once here; on PostgreSQL ``labeling.hot_sql`` runs the reads and writes
+as hand-written statements, elsewhere the ORM does.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import datetime
-from functools import cache as memoize
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
-from labeling import selectors
+from labeling import hooks, hot_sql, selectors
 from labeling.models import Assignment, Comparison, InstructionsVersion, Label, TaskLabeler
 
 
@@ -45,45 +45,6 @@ class InvalidLabel(LabelError):
 
 class LabelConflict(LabelError):
     code = "conflict"
-
-
-def tick_countdown(*, task_id: int) -> float | None:
-    """Debounce of the loop's tick after labels: when to enqueue one for this label, or None.
-
-    Within each window of ``LABELING_TICK_DEBOUNCE_SECONDS`` per task, the first label enqueues
-    a tick at once (leading edge) and the next one a tick delayed by the window (trailing edge,
-    so the labels that follow are seen too); the rest enqueue nothing. Costs one or two cache
-    ``add`` calls instead of a broker publish per label. 0 disables the debounce.
-    """
-    window = float(getattr(settings, "LABELING_TICK_DEBOUNCE_SECONDS", 2.0))
-    if window <= 0:
-        return 0.0
-    timeout = max(1, math.ceil(window))
-    if cache.add(f"labeling:tick:{task_id}", 1, timeout):
-        return 0.0
-    if cache.add(f"labeling:tick-trailing:{task_id}", 1, timeout):
-        return window
-    return None
-
-
-def on_label_committed(task_id: int) -> None:
-    """Runs after a label's transaction commits: the hook where the training loop is triggered
-    (the scheduler's tick is enqueued, debounced per task by ``tick_countdown``; a broker
-    outage must not fail the request)."""
-    import logging
-
-    from training.tasks import tick  # Celery task module: torch-free
-
-    countdown = tick_countdown(task_id=task_id)
-    if countdown is None:
-        return
-    try:
-        if countdown:
-            tick.apply_async((task_id,), countdown=countdown)
-        else:
-            tick.delay(task_id)
-    except Exception:  # the beat's next tick_all catches up
-        logging.getLogger(__name__).exception("could not enqueue the loop tick of %s", task_id)
 
 
 def _validate(*, kind: str, choice: int | None, k: int) -> None:
@@ -115,75 +76,89 @@ def _resubmission(*, labeler_id: int, comparison_id: int, kind: str, choice: int
     return label
 
 
-def _count_label(*, comparison: Comparison, kind: str) -> None:
-    """Update the comparison's counters for one new label, in one UPDATE."""
-    if comparison.is_gold:
-        if kind != Label.Kind.SKIP:
-            Comparison.objects.filter(pk=comparison.pk).update(label_count=F("label_count") + 1)
-        return
+@dataclass(frozen=True)
+class CounterChange:
+    """What one new label does to its comparison's counters."""
+
+    label_count: int
+    """Added to ``label_count``."""
+    open_slots: int
+    """Added to ``open_slots``."""
+    completes: bool
+    """An open comparison becomes complete when this label reaches its overlap."""
+
+
+def counter_change(*, kind: str, is_gold: bool) -> CounterChange:
+    """A skip gives a non-gold comparison's slot back (another labeler gets it) and counts
+    nothing; any other label counts, and completes a non-gold comparison at its overlap (gold
+    comparisons ignore overlap and slots)."""
     if kind == Label.Kind.SKIP:
-        # A skip gives the slot back, so that another labeler gets the comparison.
-        Comparison.objects.filter(pk=comparison.pk).update(open_slots=F("open_slots") + 1)
-        return
-    Comparison.objects.filter(pk=comparison.pk).update(
-        label_count=F("label_count") + 1,
-        status=Case(
+        return CounterChange(label_count=0, open_slots=0 if is_gold else 1, completes=False)
+    return CounterChange(label_count=1, open_slots=0, completes=not is_gold)
+
+
+def _count_label_orm(*, comparison_id: int, change: CounterChange) -> None:
+    """Apply ``change`` to the comparison in one UPDATE (``hot_sql.write_label`` on
+    PostgreSQL)."""
+    updates: dict[str, Any] = {}
+    if change.label_count:
+        updates["label_count"] = F("label_count") + change.label_count
+    if change.open_slots:
+        updates["open_slots"] = F("open_slots") + change.open_slots
+    if change.completes:
+        # SET expressions read the row as it was: label_count before this label.
+        updates["status"] = Case(
             When(
                 label_count__gte=F("overlap") - 1,
                 status=Comparison.Status.OPEN,
                 then=Value(Comparison.Status.COMPLETE),
             ),
             default=F("status"),
-        ),
+        )
+    if updates:
+        Comparison.objects.filter(pk=comparison_id).update(**updates)
+
+
+def _locked_lease_orm(*, labeler_id: int, comparison_id: int) -> hot_sql.LockedLease | None:
+    """``hot_sql.locked_lease`` with the ORM: the lease (locked where the database can), its
+    membership and the task's current instructions, in one query."""
+    latest = selectors.latest_instructions(OuterRef("task_id"))
+    leases = (
+        Assignment.objects.select_related("comparison")
+        .filter(
+            comparison_id=comparison_id,
+            labeler_id=labeler_id,
+            state__in=selectors.LIVE_ASSIGNMENT_STATES,
+        )
+        .annotate(
+            is_member=Exists(
+                TaskLabeler.objects.filter(task_id=OuterRef("task_id"), labeler_id=labeler_id)
+            ),
+            instructions_id=Subquery(latest.values("pk")[:1]),
+            instructions_number=Subquery(latest.values("version")[:1]),
+        )
+        .order_by("pk")
     )
-
-
-@memoize
-def _sql() -> dict[str, str]:
-    """The submit's statements on PostgreSQL; table names from the models."""
-    t = selectors.hot_tables()
-    lease = """
-SELECT a.id, a.state, a.permutation, a.task_id, c.k,
-       EXISTS (SELECT 1 FROM {member} m WHERE m.task_id = a.task_id AND m.labeler_id = %s),
-       iv.id, iv.version
-FROM {assignment} a
-JOIN {comparison} c ON c.id = a.comparison_id
-LEFT JOIN LATERAL (
-    SELECT i.id, i.version FROM {instructions} i
-    WHERE i.task_id = a.task_id ORDER BY i.version DESC LIMIT 1
-) iv ON true
-WHERE a.comparison_id = %s AND a.labeler_id = %s AND a.state IN ('active', 'submitted')
-ORDER BY a.id
-LIMIT 1
-FOR UPDATE OF a
-""".format(**t)
-    # The three writes of a new label in one statement. The counters follow _count_label:
-    # a skip gives a non-gold slot back; any other label counts, and completes a non-gold
-    # comparison at its overlap.
-    write = """
-WITH new_label AS (
-    INSERT INTO {label} (comparison_id, labeler_id, task_id, assignment_id, kind, choice, k,
-                         display_order, time_spent_ms, instructions_version_id, created_at)
-    VALUES (%(comparison)s, %(labeler)s, %(task)s, %(assignment)s, %(kind)s, %(choice)s,
-            %(k)s, %(display_order)s::jsonb, %(time_spent_ms)s, %(instructions)s, %(now)s)
-    RETURNING id
-),
-lease AS (
-    UPDATE {assignment} SET state = 'submitted' WHERE id = %(assignment)s
-),
-counted AS (
-    UPDATE {comparison} SET
-        label_count = label_count + CASE WHEN %(skip)s THEN 0 ELSE 1 END,
-        open_slots = open_slots + CASE WHEN %(skip)s AND NOT is_gold THEN 1 ELSE 0 END,
-        status = CASE
-            WHEN NOT %(skip)s AND NOT is_gold AND label_count >= overlap - 1
-                 AND status = 'open' THEN 'complete'
-            ELSE status END
-    WHERE id = %(comparison)s AND NOT (%(skip)s AND is_gold)
-)
-SELECT id FROM new_label
-""".format(**t)
-    return {"lease": lease, "write": write}
+    if connection.features.has_select_for_update:
+        leases = leases.select_for_update(of=("self",))
+    lease: Any = leases.first()
+    if lease is None:
+        return None
+    instructions = None
+    if lease.instructions_id is not None:
+        instructions = InstructionsVersion(
+            pk=lease.instructions_id, task_id=lease.task_id, version=lease.instructions_number
+        )
+    return hot_sql.LockedLease(
+        id=lease.pk,
+        state=lease.state,
+        permutation=lease.permutation,
+        task_id=lease.task_id,
+        k=lease.comparison.k,
+        is_gold=lease.comparison.is_gold,
+        is_member=lease.is_member,
+        instructions=instructions,
+    )
 
 
 @transaction.atomic
@@ -199,75 +174,53 @@ def submit_label(
 
     Raises ComparisonNotFound (no such comparison in a task of theirs), NoLiveLease,
     InvalidLabel (bad kind/choice) or LabelConflict (a different label exists).
-    On PostgreSQL: two statements (the locked lease with membership and instructions, then the
-    label INSERT with the lease and counter UPDATEs), hand-written; elsewhere the ORM.
+    On PostgreSQL: two hand-written statements (the locked lease with membership and
+    instructions, then the label INSERT with the lease and counter UPDATEs); elsewhere the ORM.
     """
-    if selectors._pg():
-        return _submit_label_pg(
-            labeler=labeler,
-            comparison_id=comparison_id,
-            kind=kind,
-            choice=choice,
-            time_spent_ms=time_spent_ms,
-        )
-    latest = InstructionsVersion.objects.filter(task_id=OuterRef("task_id")).order_by("-version")
-    leases = (
-        Assignment.objects.select_related("comparison")
-        .filter(
-            comparison_id=comparison_id,
-            labeler_id=labeler.pk,
-            state__in=selectors.LIVE_ASSIGNMENT_STATES,
-        )
-        .annotate(
-            # Membership, and the task's current instructions, read with the lease (one query).
-            is_member=Exists(
-                TaskLabeler.objects.filter(task_id=OuterRef("task_id"), labeler_id=labeler.pk)
-            ),
-            instructions_id=Subquery(latest.values("pk")[:1]),
-            instructions_number=Subquery(latest.values("version")[:1]),
-        )
-    )
-    if connection.features.has_select_for_update:
-        leases = leases.select_for_update(of=("self",))
-    assignment = leases.first()
-    if assignment is None:
+    sql = hot_sql.enabled()
+    read = hot_sql.locked_lease if sql else _locked_lease_orm
+    lease = read(labeler_id=labeler.pk, comparison_id=comparison_id)
+    if lease is None:
         return _not_leased(
             labeler=labeler, comparison_id=comparison_id, kind=kind, choice=choice
         ), False
-    comparison = assignment.comparison
     # Staff may label any task (selectors.is_task_labeler); others need a membership still.
-    if not (assignment.is_member or getattr(labeler, "is_staff", False)):
+    if not (lease.is_member or getattr(labeler, "is_staff", False)):
         raise ComparisonNotFound(f"comparison {comparison_id} not found")
-    if assignment.state == Assignment.State.SUBMITTED:
+    if lease.state == Assignment.State.SUBMITTED:
         return _resubmission(
             labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
         ), False
-    _validate(kind=kind, choice=choice, k=comparison.k)
+    _validate(kind=kind, choice=choice, k=lease.k)
     if time_spent_ms < 0:
         raise InvalidLabel("time_spent_ms must not be negative")
 
-    instructions = None
-    if assignment.instructions_id is not None:
-        instructions = InstructionsVersion(
-            pk=assignment.instructions_id,
-            task_id=comparison.task_id,
-            version=assignment.instructions_number,
-        )
-    label = Label.objects.create(
-        comparison=comparison,
+    label = Label(
+        comparison_id=comparison_id,
         labeler_id=labeler.pk,
-        task_id=comparison.task_id,
-        assignment=assignment,
+        task_id=lease.task_id,
+        assignment_id=lease.id,
         kind=kind,
         choice=choice,
-        k=comparison.k,
-        display_order=assignment.permutation,
+        k=lease.k,
+        display_order=lease.permutation,
         time_spent_ms=time_spent_ms,
-        instructions_version=instructions,
+        instructions_version=lease.instructions,
+        created_at=timezone.now(),
     )
-    Assignment.objects.filter(pk=assignment.pk).update(state=Assignment.State.SUBMITTED)
-    _count_label(comparison=comparison, kind=kind)
-    transaction.on_commit(partial(on_label_committed, comparison.task_id))
+    change = counter_change(kind=kind, is_gold=lease.is_gold)
+    if sql:
+        hot_sql.write_label(
+            label,
+            label_count=change.label_count,
+            open_slots=change.open_slots,
+            completes=change.completes,
+        )
+    else:
+        label.save(force_insert=True)
+        Assignment.objects.filter(pk=lease.id).update(state=Assignment.State.SUBMITTED)
+        _count_label_orm(comparison_id=comparison_id, change=change)
+    transaction.on_commit(partial(hooks.send_label_committed, sender=Label, task_id=lease.task_id))
     return label, True
 
 
@@ -279,72 +232,3 @@ def _not_leased(*, labeler: Any, comparison_id: int, kind: str, choice: int | No
     return _resubmission(
         labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
     )
-
-
-def _submit_label_pg(
-    *,
-    labeler: Any,
-    comparison_id: int,
-    kind: str,
-    choice: int | None,
-    time_spent_ms: int,
-) -> tuple[Label, bool]:
-    """``submit_label`` on PostgreSQL (runs in its transaction)."""
-    sql = _sql()
-    with selectors.hot_cursor() as cursor:
-        cursor.execute(sql["lease"], [labeler.pk, comparison_id, labeler.pk])
-        row = cursor.fetchone()
-    if row is None:
-        return _not_leased(
-            labeler=labeler, comparison_id=comparison_id, kind=kind, choice=choice
-        ), False
-    assignment_id, state, permutation, task_id, k, is_member, iv_id, iv_number = row
-    if not (is_member or getattr(labeler, "is_staff", False)):
-        raise ComparisonNotFound(f"comparison {comparison_id} not found")
-    if state == Assignment.State.SUBMITTED:
-        return _resubmission(
-            labeler_id=labeler.pk, comparison_id=comparison_id, kind=kind, choice=choice
-        ), False
-    _validate(kind=kind, choice=choice, k=k)
-    if time_spent_ms < 0:
-        raise InvalidLabel("time_spent_ms must not be negative")
-    permutation = selectors._json(permutation)
-    now: datetime = timezone.now()
-    with selectors.hot_cursor() as cursor:
-        cursor.execute(
-            sql["write"],
-            {
-                "comparison": comparison_id,
-                "labeler": labeler.pk,
-                "task": task_id,
-                "assignment": assignment_id,
-                "kind": kind,
-                "choice": choice,
-                "k": k,
-                "display_order": json.dumps(permutation),
-                "time_spent_ms": time_spent_ms,
-                "instructions": iv_id,
-                "now": now,
-                "skip": kind == Label.Kind.SKIP,
-            },
-        )
-        (label_id,) = cursor.fetchone()
-    instructions = None
-    if iv_id is not None:
-        instructions = InstructionsVersion(pk=iv_id, task_id=task_id, version=iv_number)
-    label = Label(
-        pk=label_id,
-        comparison_id=comparison_id,
-        labeler_id=labeler.pk,
-        task_id=task_id,
-        assignment_id=assignment_id,
-        kind=kind,
-        choice=choice,
-        k=k,
-        display_order=permutation,
-        time_spent_ms=time_spent_ms,
-        instructions_version=instructions,
-        created_at=now,
-    )
-    transaction.on_commit(partial(on_label_committed, task_id))
-    return label, True

@@ -4,28 +4,26 @@ A comparison has ``overlap`` slots; ``open_slots`` counts those neither leased n
 Taking a slot is a conditional ``UPDATE ... SET open_slots = open_slots - 1 WHERE open_slots > 0``
 on a row picked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL), so concurrent labelers
 never take the same slot and never wait on each other's rows. On PostgreSQL the pick, the
-update and the read of the comparison with its prompt are one statement (a CTE). On SQLite,
-row locks do not exist: the settings open every transaction with ``BEGIN IMMEDIATE`` so
-writers serialize there.
+update and the read of the comparison with its prompt are one statement (a CTE, in
+``labeling.hot_sql``). On SQLite, row locks do not exist: the settings open every transaction
+with ``BEGIN IMMEDIATE`` so writers serialize there.
 
 Gold comparisons ignore overlap: any labeler who has not seen one may get it, no slot is taken.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from labeling import selectors
-from labeling.models import Assignment, Comparison, Prompt, Task
+from labeling import hot_sql, selectors
+from labeling.models import Assignment, Comparison, Task
 
 _CLAIM_ATTEMPTS = 3
 
@@ -38,18 +36,25 @@ class TaskNotActive(LeasingError):
     pass
 
 
-def _locking() -> bool:
-    return bool(connection.features.has_select_for_update_skip_locked)
-
-
 def _claim_open_slot(*, task: Task, labeler_id: int) -> Comparison | int | None:
     """Take one slot of the best available comparison: the comparison (with its prompt) on
     PostgreSQL, its id on other databases, None when none is left."""
-    if _locking():
-        return _claim_open_slot_locking(task=task, labeler_id=labeler_id)
-    pool = selectors.available_comparisons(task=task, labeler_id=labeler_id)
+    if hot_sql.enabled():
+        for attempt in range(_CLAIM_ATTEMPTS + 1):
+            # Every candidate may be locked only for a moment (a concurrent lease, or a skip
+            # giving its slot back): after a miss, wait for the best one rather than answer
+            # "nothing left".
+            skip_locked = attempt == 0
+            claimed = hot_sql.claim_open_slot(
+                task=task, labeler_id=labeler_id, skip_locked=skip_locked
+            )
+            if claimed is not None:
+                return claimed
+            if not skip_locked and not _pool(task, labeler_id).exists():
+                return None
+        return None
     for _ in range(_CLAIM_ATTEMPTS):
-        comparison_id = pool.values_list("pk", flat=True).first()
+        comparison_id = _pool(task, labeler_id).values_list("pk", flat=True).first()
         if comparison_id is None:
             return None
         taken = Comparison.objects.filter(pk=comparison_id, open_slots__gt=0).update(
@@ -60,80 +65,8 @@ def _claim_open_slot(*, task: Task, labeler_id: int) -> Comparison | int | None:
     return None
 
 
-_CLAIM_SQL = """
-WITH picked (id) AS ({pick}),
-taken AS (
-    UPDATE {comparison} AS c SET open_slots = c.open_slots - 1
-    FROM picked WHERE c.id = picked.id AND c.open_slots > 0
-    RETURNING c.id, c.prompt_id, c.k, c.samples
-)
-SELECT taken.id, taken.prompt_id, taken.k, taken.samples, p.text
-FROM taken JOIN {prompt} AS p ON p.id = taken.prompt_id
-"""
-
-
-@cache
-def _sql() -> dict[str, str]:
-    """The claim and the lease INSERT on PostgreSQL, hand-written (no ORM compilation per
-    request); table names from the models."""
-    t = selectors.hot_tables()
-    # selectors.available_comparisons, served by the comparison_pool index.
-    pick = """
-SELECT c.id FROM {comparison} c
-WHERE c.task_id = %(task)s AND NOT c.is_gold AND c.status = 'open' AND c.open_slots > 0
-  AND NOT EXISTS (
-      SELECT 1 FROM {assignment} a WHERE a.comparison_id = c.id AND a.labeler_id = %(labeler)s
-      AND a.state IN ('active', 'submitted'))
-  AND NOT EXISTS (
-      SELECT 1 FROM {label} l WHERE l.comparison_id = c.id AND l.labeler_id = %(labeler)s)
-ORDER BY c.priority DESC, c.id ASC
-LIMIT 1
-FOR UPDATE OF c {{skip}}
-""".format(**t)
-    claim = _CLAIM_SQL.format(pick=pick, comparison=t["comparison"], prompt=t["prompt"])
-    insert = """
-INSERT INTO {assignment} (comparison_id, labeler_id, task_id, permutation, state, leased_at,
-                          expires_at)
-VALUES (%s, %s, %s, %s::jsonb, 'active', %s, %s)
-RETURNING id
-""".format(**t)
-    return {
-        "claim_skip_locked": claim.replace("{skip}", "SKIP LOCKED"),
-        "claim_wait": claim.replace("{skip}", ""),
-        "insert": insert,
-    }
-
-
-def _claim_open_slot_locking(*, task: Task, labeler_id: int) -> Comparison | None:
-    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), take the slot and read the comparison with
-    its prompt in one hand-written statement (the pick is ``available_comparisons``)."""
-    params = {"task": task.pk, "labeler": labeler_id}
-    sql = _sql()
-    for attempt in range(_CLAIM_ATTEMPTS + 1):
-        # Every candidate may be locked only for a moment (a concurrent lease, or a skip giving
-        # its slot back): after a miss, wait for the best one rather than answer "nothing left".
-        skip_locked = attempt == 0
-        with selectors.hot_cursor() as cursor:
-            cursor.execute(sql["claim_skip_locked" if skip_locked else "claim_wait"], params)
-            row = cursor.fetchone()
-        if row is not None:
-            pk, prompt_id, k, samples, text = row
-            if isinstance(samples, str | bytes):
-                samples = json.loads(samples)
-            return Comparison(
-                pk=pk,
-                task=task,
-                prompt=Prompt(pk=prompt_id, task=task, text=text),
-                k=k,
-                samples=samples,
-                is_gold=False,
-            )
-        if (
-            not skip_locked
-            and not selectors.available_comparisons(task=task, labeler_id=labeler_id).exists()
-        ):
-            return None
-    return None
+def _pool(task: Task, labeler_id: int) -> QuerySet[Comparison]:
+    return selectors.available_comparisons(task=task, labeler_id=labeler_id)
 
 
 def _claim_gold(*, task: Task, labeler_id: int) -> int | None:
@@ -156,40 +89,20 @@ def _create_assignment(
         comparison = Comparison.objects.select_related("prompt").get(pk=comparison)
     permutation = list(range(comparison.k))
     rng.shuffle(permutation)
-    expires_at = now + timedelta(seconds=task.lease_seconds)
-    if _locking():
-        leased_at = timezone.now()
-        with selectors.hot_cursor() as cursor:
-            cursor.execute(
-                _sql()["insert"],
-                [
-                    comparison.pk,
-                    labeler_id,
-                    task.pk,
-                    json.dumps(permutation),
-                    leased_at,
-                    expires_at,
-                ],
-            )
-            (pk,) = cursor.fetchone()
-        return Assignment(
-            pk=pk,
-            comparison=comparison,
-            labeler_id=labeler_id,
-            task=task,
-            permutation=permutation,
-            state=Assignment.State.ACTIVE,
-            leased_at=leased_at,
-            expires_at=expires_at,
-        )
-    assignment = Assignment.objects.create(
+    lease = Assignment(
         comparison=comparison,
         labeler_id=labeler_id,
         task=task,
         permutation=permutation,
-        expires_at=expires_at,
+        state=Assignment.State.ACTIVE,
+        leased_at=timezone.now(),
+        expires_at=now + timedelta(seconds=task.lease_seconds),
     )
-    return assignment
+    if hot_sql.enabled():
+        hot_sql.insert_lease(lease)
+    else:
+        lease.save(force_insert=True)
+    return lease
 
 
 @transaction.atomic
@@ -245,7 +158,7 @@ def reclaim_expired_leases(*, task: Task | None = None, now: datetime | None = N
     expired = Assignment.objects.filter(state=Assignment.State.ACTIVE, expires_at__lte=now)
     if task is not None:
         expired = expired.filter(task=task)
-    if _locking():
+    if connection.features.has_select_for_update_skip_locked:
         expired = expired.select_for_update(skip_locked=True, of=("self",))
     rows = list(expired.values_list("pk", "comparison_id", "comparison__is_gold"))
     if not rows:

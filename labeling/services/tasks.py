@@ -1,64 +1,20 @@
-"""Task configuration: settings validation, versioned instructions, membership, gold labels,
-and the researchers' role."""
+"""Task configuration: settings validation, versioned instructions, membership, gold labels."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from labeling import hooks, selectors
 from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
 
-RESEARCHERS_GROUP = "Researchers"
 MAX_QUERY_LENGTH = 4096
 MAX_RESPONSE_LENGTH = 2048
 LEASE_SECONDS_RANGE = (30, 7 * 24 * 3600)
-
-# app_label -> model -> actions. Researchers configure and label gold; they never edit labels.
-RESEARCHER_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "labeling": {
-        "task": ("add", "change", "view"),
-        "tasklabeler": ("add", "change", "delete", "view"),
-        "instructionsversion": ("add", "view"),
-        "prompt": ("add", "change", "delete", "view"),
-        "comparison": ("add", "change", "view"),
-        "assignment": ("view",),
-        "label": ("view",),
-    },
-    "training": {
-        "policyversion": ("change", "view"),
-        "rewardmodelversion": ("view",),
-        "trainingrun": ("view",),
-    },
-    "auth": {"user": ("view",)},
-}
-
-
-def validate_training_settings(data: Any) -> None:
-    """Raise ValueError unless ``data`` is a valid training-settings object.
-
-    ``{"preset"?: name, "sampling"?: {...}, "reward"?: {...}, "ppo"?: {...}}``, checked by
-    the torch-free :mod:`training.ml.config` dataclasses.
-    """
-    from training.ml.config import PRESETS, TrainingConfig
-
-    if not isinstance(data, dict):
-        raise ValueError("must be a JSON object")
-    rest = dict(data)
-    base = rest.pop("preset", None)
-    if base is not None and base not in PRESETS:
-        raise ValueError(f"preset: unknown preset {base!r} (known: {', '.join(PRESETS)})")
-    TrainingConfig.from_dict(rest, base=base)
-
-
-def validate_schedule(data: Any) -> None:
-    """Raise ValueError unless ``data`` is a valid online schedule (see training.schedule)."""
-    from training.schedule import Schedule
-
-    Schedule.from_dict(data)
 
 
 def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
@@ -106,13 +62,10 @@ def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
         0 <= (v("agreement_threshold") or 0) <= 1,
         "The agreement threshold must be between 0 and 1.",
     )
-    for name, validator in (
-        ("training_settings", validate_training_settings),
-        ("schedule", validate_schedule),
-    ):
+    for name in ("training_settings", "schedule"):  # validated by the app that reads them
         if name in values and values[name] is not None:
             try:
-                validator(values[name])
+                hooks.validate_setting(name, values[name])
             except ValueError as error:
                 errors[name] = f"Invalid {name.replace('_', ' ')}: {error}"
     return errors
@@ -135,17 +88,6 @@ VALIDATED_SETTINGS = (
 )
 
 
-def validate_task(task: Task) -> None:
-    """Raise ValidationError (field -> message) for an invalid task."""
-    errors = task_settings_errors({name: getattr(task, name) for name in VALIDATED_SETTINGS})
-    if errors:
-        raise ValidationError(errors)
-
-
-def current_instructions(task: Task) -> InstructionsVersion | None:
-    return InstructionsVersion.objects.filter(task=task).order_by("-version").first()
-
-
 @transaction.atomic
 def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
     """Create a new instructions version when ``text`` differs from the current one.
@@ -155,7 +97,7 @@ def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
     """
     text = text.replace("\r\n", "\n").strip()
     Task.objects.select_for_update().filter(pk=task.pk).first()  # serialize version numbers
-    current = current_instructions(task)
+    current = selectors.current_instructions(task_id=task.pk)
     if current is not None and current.text == text:
         return None
     if current is None and not text:
@@ -172,11 +114,6 @@ def add_labeler(*, task: Task, labeler: User) -> TaskLabeler:
 
 
 @transaction.atomic
-def remove_labeler(*, task: Task, labeler: User) -> None:
-    TaskLabeler.objects.filter(task=task, labeler=labeler).delete()
-
-
-@transaction.atomic
 def set_gold_choice(*, comparison: Comparison, choice: int | None) -> Comparison:
     """Record the researchers' best sample (``None`` removes the comparison from gold)."""
     comparison = Comparison.objects.select_for_update().get(pk=comparison.pk)
@@ -186,20 +123,3 @@ def set_gold_choice(*, comparison: Comparison, choice: int | None) -> Comparison
     comparison.is_gold = choice is not None
     comparison.save(update_fields=["gold_choice", "is_gold"])
     return comparison
-
-
-@transaction.atomic
-def setup_researcher_group() -> Group:
-    """Create or update the Researchers group with exactly its model permissions."""
-    group, _ = Group.objects.get_or_create(name=RESEARCHERS_GROUP)
-    wanted = []
-    for app_label, models in RESEARCHER_PERMISSIONS.items():
-        for model, actions in models.items():
-            for action in actions:
-                wanted.append(
-                    Permission.objects.get(
-                        content_type__app_label=app_label, codename=f"{action}_{model}"
-                    )
-                )
-    group.permissions.set(wanted)
-    return group

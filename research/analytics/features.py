@@ -1,18 +1,19 @@
 """Surface features of the K samples of a comparison, as seen by the labeler.
 
 Per sample: display position (0 = shown first), length (tokens when known, else words),
-fraction of its word n-grams copied from the prompt, and VADER compound sentiment.
+fraction of its word n-grams copied from the prompt, and VADER compound sentiment (the
+measures of :mod:`labeling.textstats`, which the simulated labelers prefer by).
 Columns are standardized over the fitted data so that coefficients compare per SD.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
+
+from labeling.textstats import copy_fraction, sentiment, words
 
 FEATURES = ("position", "length", "copy", "sentiment")
 FEATURE_LABELS = {
@@ -21,42 +22,6 @@ FEATURE_LABELS = {
     "copy": "copied from prompt (3-grams)",
     "sentiment": "sentiment (VADER)",
 }
-_WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-
-
-def copy_fraction(prompt: str, sample: str, *, n: int = 3) -> float:
-    """Fraction of the sample's word n-grams that also occur in the prompt (0 if none).
-
-    A sample shorter than n words falls back to the largest n that fits it.
-    """
-    sample_words = words(sample)
-    if not sample_words:
-        return 0.0
-    size = min(n, len(sample_words))
-    grams = ngrams(sample_words, size)
-    prompt_grams = set(ngrams(words(prompt), size))
-    return sum(gram in prompt_grams for gram in grams) / len(grams)
-
-
-@lru_cache(maxsize=1)
-def _vader():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-@lru_cache(maxsize=65536)
-def sentiment(text: str) -> float:
-    """VADER compound score in [-1, 1]."""
-    return float(_vader().polarity_scores(text)["compound"])
 
 
 @dataclass(frozen=True)

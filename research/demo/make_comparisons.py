@@ -1,28 +1,27 @@
 """Regenerate comparisons.jsonl: K samples per demo prompt from the embedded model (policy v0).
 
-    .venv/bin/python -m labeling.demo.make_comparisons
+    .venv/bin/python -m research.demo.make_comparisons
 
-Worker-side code (imports torch); the web process only reads the file it writes.
+Worker-side code (imports torch, no Django); the web process only reads the file it writes.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from research.demo.data import COMPARISONS_FILE, PROMPTS_FILE
 from training.ml.config import preset
 from training.ml.models import load_model_and_tokenizer
 from training.ml.sampling import sample_responses
 
-HERE = Path(__file__).resolve().parent
 MODEL = "embedded:smollm2-135m"
 
 
 def main() -> None:
-    prompts = [json.loads(line) for line in (HERE / "prompts.jsonl").read_text().splitlines()]
+    prompts = [json.loads(line) for line in PROMPTS_FILE.read_text().splitlines()]
     config = preset("cpu-small").sampling
     model, tokenizer = load_model_and_tokenizer(MODEL)
     model.eval()
@@ -38,7 +37,7 @@ def main() -> None:
             progress=lambda done, total: bar.update(done - bar.n),
         )
     bar.close()
-    with (HERE / "comparisons.jsonl").open("w") as out:
+    with COMPARISONS_FILE.open("w") as out:
         for prompt, sample in zip(prompts, samples, strict=True):
             row = {
                 "prompt_id": prompt["id"],
@@ -49,7 +48,7 @@ def main() -> None:
                 "policy_version": 0,
             }
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(samples)} comparisons to {HERE / 'comparisons.jsonl'}")
+    print(f"wrote {len(samples)} comparisons to {COMPARISONS_FILE}")
 
 
 if __name__ == "__main__":

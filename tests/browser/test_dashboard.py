@@ -10,8 +10,8 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
-from tests.dashboard_factories import populate_task
 from tests.factories import TaskFactory, UserFactory
+from tests.research.factories import populate_task
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

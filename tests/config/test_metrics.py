@@ -127,7 +127,9 @@ def test_broker_down_still_scrapes(client, settings):
 def test_scrape_is_a_few_queries(client, world, django_assert_max_num_queries, settings):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     with django_assert_max_num_queries(12):
-        client.get("/metrics")
+        response = client.get("/metrics")
+    assert response.status_code == 200, response.content
+    assert b"preferenceloop_labels_total" in response.content
 
 
 def test_bearer_token_is_required_when_configured(client, monkeypatch):

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from labeling.models import Comparison, InstructionsVersion, Prompt, Task, TaskLabeler
-from labeling.services.tasks import setup_researcher_group
+from research.services import setup_researcher_group
 from tests.factories import ComparisonFactory, TaskFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.dashboard_factories import populate_task
 from tests.factories import TaskFactory
+from tests.research.factories import populate_task
 
 pytestmark = pytest.mark.django_db
 

@@ -1,13 +1,12 @@
-"""submit_label: validation, resubmission, counters, the after-commit hook."""
+"""submit_label: validation, resubmission, counters, the after-commit signal; on both paths."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.dispatch import Signal
 
-from labeling import selectors
+from labeling import hooks
 from labeling.models import Assignment, Comparison, Label, Task, TaskLabeler
-from labeling.services import labels as label_services
 from labeling.services.labels import (
     ComparisonNotFound,
     InvalidLabel,
@@ -24,19 +23,7 @@ from tests.factories import (
     UserFactory,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True, params=["sql", "orm"])
-def sql_path(request, monkeypatch):
-    """Every test runs on both paths where the database has both: the hand-written SQL
-    (PostgreSQL) and the ORM (SQLite, and PostgreSQL with the SQL path switched off)."""
-    if request.param == "sql":
-        if connection.vendor != "postgresql":
-            pytest.skip("the hand-written SQL path is PostgreSQL's")
-    else:
-        monkeypatch.setattr(selectors, "_pg", lambda: False)
-    return request.param
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hot_path")]
 
 
 def member(task: Task):
@@ -214,16 +201,32 @@ def test_the_returned_label_matches_the_stored_row(task):
     assert (comparison.label_count, comparison.status) == (1, "open")
 
 
-def test_the_training_hook_runs_after_commit(task, django_capture_on_commit_callbacks, monkeypatch):
+def test_label_committed_is_sent_after_commit(
+    task, django_capture_on_commit_callbacks, monkeypatch
+):
+    received = []
+    signal = Signal()
+    signal.connect(lambda sender, task_id, **kw: received.append((sender, task_id)), weak=False)
+    monkeypatch.setattr(hooks, "label_committed", signal)
     comparison = ComparisonFactory(task=task)
     user = member(task)
     lease_next(task=task, labeler=user)
     with django_capture_on_commit_callbacks() as callbacks:
         submit(user, comparison.pk)
+    assert received == []  # nothing before the commit
     assert len(callbacks) == 1
-    assert callbacks[0].func is label_services.on_label_committed
-    assert callbacks[0].args == (task.pk,)
-    callbacks[0]()  # the placeholder runs without error
+    callbacks[0]()
+    assert received == [(Label, task.pk)]
     with django_capture_on_commit_callbacks() as again:
         submit(user, comparison.pk)  # an identical resubmission triggers nothing
     assert again == []
+
+
+def test_each_variant_runs_its_own_path(task, hot_path):
+    comparison = ComparisonFactory(task=task)
+    user = member(task)
+    lease_next(task=task, labeler=user)
+    submit(user, comparison.pk)
+    # lease: live lease, claim, insert; submit: locked lease, write (the ORM variant fails on
+    # any hand-written statement).
+    assert (hot_path.statements >= 5) == (hot_path.name == "sql")

@@ -6,7 +6,6 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from labeling import selectors
@@ -15,18 +14,7 @@ from labeling.services.labels import NoLiveLease, submit_label
 from labeling.services.leasing import TaskNotActive, lease_next, reclaim_expired_leases
 from tests.factories import ComparisonFactory, TaskFactory, TaskLabelerFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True, params=["sql", "orm"])
-def sql_path(request, monkeypatch):
-    """Both read paths where the database has both (hand-written SQL on PostgreSQL)."""
-    if request.param == "sql":
-        if connection.vendor != "postgresql":
-            pytest.skip("the hand-written SQL path is PostgreSQL's")
-    else:
-        monkeypatch.setattr(selectors, "_pg", lambda: False)
-    return request.param
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("hot_path")]
 
 
 def test_the_lease_read_back_matches_the_stored_row():

@@ -4,14 +4,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import Label
-from labeling.simulation import (
-    copy_fraction,
-    prefer_copy,
-    prefer_length,
-    prefer_random,
-    prefer_sentiment,
-    sentiment_score,
-)
+from labeling.simulation import prefer_copy, prefer_length, prefer_random, prefer_sentiment
+from labeling.textstats import sentiment
+from research.analytics.features import ComparisonView, raw_features
 from tests.factories import ComparisonFactory, TaskFactory
 
 RNG = random.Random(0)
@@ -20,12 +15,7 @@ RNG = random.Random(0)
 def test_sentiment_prefers_the_most_positive_sample():
     samples = ["It was awful and sad.", "It was a wonderful, happy day!", "It was a day."]
     assert prefer_sentiment("Tell me", samples, RNG) == 1
-    assert (
-        sentiment_score(samples[1])
-        > 0.5
-        > sentiment_score(samples[2])
-        > sentiment_score(samples[0])
-    )
+    assert sentiment(samples[1]) > 0.5 > sentiment(samples[2]) > sentiment(samples[0])
 
 
 def test_length_prefers_the_longest_sample_first_on_ties():
@@ -33,13 +23,18 @@ def test_length_prefers_the_longest_sample_first_on_ties():
     assert prefer_length("", ["xy", "yz"], RNG) == 0
 
 
-def test_copy_fraction_counts_ngrams_found_in_the_prompt():
+def test_copy_preference_picks_the_most_copied_sample():
     prompt = "the cat sat on the mat today"
-    assert copy_fraction(prompt, "the cat sat on the mat") == 1.0
-    assert copy_fraction(prompt, "the cat sat elsewhere now") == pytest.approx(1 / 3)
-    assert copy_fraction(prompt, "") == 0.0
-    assert copy_fraction(prompt, "cat") == 1.0  # short samples use shorter n-grams
     assert prefer_copy(prompt, ["a dog ran", "the cat sat on it"], RNG) == 1
+
+
+def test_the_simulated_copier_prefers_what_the_drift_detector_calls_copied():
+    # "don't" is one word for both; a tokenizer that split it would call sample 0 copied too.
+    prompt = "we don t stop here"
+    samples = ["we don't stop", "we don t stop"]
+    copied = raw_features(ComparisonView(prompt, samples, [0, 1]))[:, 2]
+    assert list(copied) == [0.0, 1.0]
+    assert prefer_copy(prompt, samples, RNG) == 1
 
 
 def test_random_preference_is_in_range_and_seeded():

@@ -1,8 +1,8 @@
 import pytest
 from django.core.management import call_command
 
-from labeling.demo.data import DEMO_TASK_NAME, DEMO_USERS
 from labeling.models import Comparison, Prompt, Task
+from research.demo.data import DEMO_TASK_NAME, DEMO_USERS
 from training.models import PolicyVersion
 
 pytestmark = pytest.mark.django_db

@@ -4,9 +4,9 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from labeling.dashboard.finders import PLOTLY_STATIC_PATH
-from tests.dashboard_factories import populate_task
+from research.finders import PLOTLY_STATIC_PATH
 from tests.factories import TaskFactory, UserFactory
+from tests.research.factories import populate_task
 
 pytestmark = pytest.mark.django_db
 

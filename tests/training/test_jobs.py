@@ -114,11 +114,13 @@ def test_interrupted_policy_run_resumes_and_publishes_once(tiny_model_path, sett
     first = selectors.live_run(task_id=task.pk, kind="policy")
     claimed = services.claim_run(run_id=first.pk, worker="doomed")
     # Train the chunk like the dead worker did, but die before publishing.
+    from training.artifacts import task_dir
     from training.ml.ppo import train_policy
+    from training.task_settings import training_config
 
-    config = jobs.training_config(task)
+    config = training_config(task)
     config.ppo.total_episodes = 32
-    state_dir = jobs.task_dir(task.pk) / "ppo" / "from-v0"
+    state_dir = task_dir(task.pk) / "ppo" / "from-v0"
     rm = selectors.latest_reward_model(task_id=task.pk)
     train_policy(
         task.base_model,

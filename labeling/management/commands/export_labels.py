@@ -6,7 +6,6 @@ progress goes to standard error.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -56,8 +55,7 @@ class Command(BaseCommand):
         with tqdm(
             total=total * rows_per_label, unit="row", file=sys.stderr, disable=quiet, mininterval=1
         ) as bar:
-            for row in exports.FORMATS[fmt](task=task):
-                line = json.dumps(row, ensure_ascii=False, default=str) + "\n"
+            for line in exports.jsonl_lines(exports.FORMATS[fmt](task=task)):
                 if hasattr(stream, "_out"):  # Django's OutputWrapper adds its own newline
                     stream.write(line, ending="")
                 else:

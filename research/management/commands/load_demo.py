@@ -8,7 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from labeling.demo.data import (
+from labeling.models import Task
+from labeling.services.imports import import_comparisons, import_prompts
+from labeling.services.tasks import add_labeler, set_instructions
+from research.demo.data import (
     COMPARISONS_FILE,
     DEMO_INSTRUCTIONS,
     DEMO_TASK_NAME,
@@ -16,9 +19,7 @@ from labeling.demo.data import (
     DEMO_USERS,
     EVAL_PROMPTS_FILE,
 )
-from labeling.models import Task
-from labeling.services.imports import import_comparisons, import_prompts
-from labeling.services.tasks import add_labeler, set_instructions, setup_researcher_group
+from research.services import setup_researcher_group
 from training.services.versions import ensure_base_policy
 
 

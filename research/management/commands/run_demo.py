@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from labeling.demo.data import DEMO_TASK_NAME, DEMO_USERS
+from research.demo.data import DEMO_TASK_NAME, DEMO_USERS
 
 
 @dataclass

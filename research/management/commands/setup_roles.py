@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from labeling.services.tasks import setup_researcher_group
+from research.services import setup_researcher_group
 
 
 class Command(BaseCommand):

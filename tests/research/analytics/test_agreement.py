@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from labeling.analytics.agreement import (
+from research.analytics.agreement import (
     ChoiceRecord,
     agreement_report,
     fleiss_kappa,

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from labeling.analytics.choice_model import dominant_feature, fit_conditional_logit
+from research.analytics.choice_model import dominant_feature, fit_conditional_logit
 
 
 def test_binary_choice_has_the_closed_form_solution():

@@ -1,7 +1,7 @@
 import random
 
-from labeling.analytics.drift import ChoiceObservation, drift_report
-from labeling.analytics.features import ComparisonView
+from research.analytics.drift import ChoiceObservation, drift_report
+from research.analytics.features import ComparisonView
 from tests.synthetic_text import choose, prompt_and_samples
 
 

@@ -1,21 +1,7 @@
 import numpy as np
 import pytest
 
-from labeling.analytics.features import ComparisonView, copy_fraction, raw_features, sentiment
-
-
-def test_copy_fraction_by_hand():
-    # sample 3-grams: the-cat-sat, cat-sat-on (copied), sat-on-a, on-a-hat (new) -> 2/4
-    assert copy_fraction("The cat sat on the mat.", "the cat sat on a hat") == 0.5
-    assert copy_fraction("a b c d", "a b c d") == 1.0
-    assert copy_fraction("a b c d", "x y z") == 0.0
-    assert copy_fraction("a b c", "") == 0.0
-    assert copy_fraction("cat sat", "cat sat") == 1.0  # shorter than 3 words: bigrams
-
-
-def test_sentiment_is_vader_compound():
-    assert sentiment("What a wonderful, lovely day!") > 0.5
-    assert sentiment("This is terrible and awful.") < -0.5
+from research.analytics.features import ComparisonView, raw_features
 
 
 def test_raw_features_follow_the_display_order():
