@@ -23,6 +23,29 @@ from labeling.services import imports as import_services
 from labeling.services.tasks import set_gold_choice, set_instructions
 
 
+def _form_page(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    template: str,
+    *,
+    title: str,
+    original: Any,
+    form: Any,
+    **extra: Any,
+) -> TemplateResponse:
+    """An admin page around a form: 200 when shown, 400 when a submission was refused."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "original": original,
+        "form": form,
+        **extra,
+    }
+    status = 400 if request.method == "POST" else 200
+    return TemplateResponse(request, template, context, status=status)
+
+
 class TaskLabelerInline(admin.TabularInline):
     model = TaskLabelerModel
     extra = 1
@@ -132,33 +155,28 @@ class TaskAdmin(admin.ModelAdmin):
             raise PermissionDenied
         task = get_object_or_404(Task, pk=task_id)
         form = form_class(request.POST or None, request.FILES or None)
-        status = 200
-        if request.method == "POST":
-            if form.is_valid():
-                try:
-                    result = self._run_import(task, what, form)
-                except ImportFileError as error:
-                    form.add_error("file", f"Nothing was imported. {error}")
-                else:
-                    messages.success(
-                        request,
-                        f"Imported {result.rows} {what} into “{task}” "
-                        f"({result.prompts_created} new prompts).",
-                    )
-                    return HttpResponseRedirect(
-                        reverse("admin:labeling_task_change", args=[task.pk])
-                    )
-            status = 400
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Import {what} into “{task}”",
-            "opts": self.model._meta,
-            "original": task,
-            "form": form,
-            "what": what,
-            "task": task,
-        }
-        return TemplateResponse(request, "admin/labeling/import_form.html", context, status=status)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = self._run_import(task, what, form)
+            except ImportFileError as error:
+                form.add_error("file", f"Nothing was imported. {error}")
+            else:
+                messages.success(
+                    request,
+                    f"Imported {result.rows} {what} into “{task}” "
+                    f"({result.prompts_created} new prompts).",
+                )
+                return HttpResponseRedirect(reverse("admin:labeling_task_change", args=[task.pk]))
+        return _form_page(
+            self,
+            request,
+            "admin/labeling/import_form.html",
+            title=f"Import {what} into “{task}”",
+            original=task,
+            form=form,
+            what=what,
+            task=task,
+        )
 
     @staticmethod
     def _run_import(task: Task, what: str, form: Any) -> import_services.ImportResult:
@@ -268,34 +286,29 @@ class ComparisonAdmin(admin.ModelAdmin):
         )
         queue = [int(x) for x in request.GET.get("queue", "").split(",") if x.isdigit()]
         form = GoldChoiceForm(request.POST or None, k=comparison.k)
-        status = 200
-        if request.method == "POST":
-            if form.is_valid():
-                choice = None if form.cleaned_data["clear"] else form.cleaned_data["choice"]
-                try:
-                    set_gold_choice(comparison=comparison, choice=choice)
-                except ValidationError as error:
-                    form.add_error(None, error)
-                else:
-                    messages.success(
-                        request,
-                        f"Comparison {comparison.pk}: "
-                        + ("removed from gold." if choice is None else f"gold is {choice + 1}."),
-                    )
-                    return HttpResponseRedirect(self._after_gold(request, queue))
-            status = 400
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Gold label for comparison {comparison.pk}",
-            "opts": self.model._meta,
-            "original": comparison,
-            "comparison": comparison,
-            "samples": [(i, i + 1, text) for i, text in enumerate(comparison.samples)],
-            "form": form,
-            "remaining": len(queue),
-        }
-        return TemplateResponse(
-            request, "admin/labeling/comparison/gold.html", context, status=status
+        if request.method == "POST" and form.is_valid():
+            choice = None if form.cleaned_data["clear"] else form.cleaned_data["choice"]
+            try:
+                set_gold_choice(comparison=comparison, choice=choice)
+            except ValidationError as error:
+                form.add_error(None, error)
+            else:
+                messages.success(
+                    request,
+                    f"Comparison {comparison.pk}: "
+                    + ("removed from gold." if choice is None else f"gold is {choice + 1}."),
+                )
+                return HttpResponseRedirect(self._after_gold(request, queue))
+        return _form_page(
+            self,
+            request,
+            "admin/labeling/comparison/gold.html",
+            title=f"Gold label for comparison {comparison.pk}",
+            original=comparison,
+            form=form,
+            comparison=comparison,
+            samples=[(i, i + 1, text) for i, text in enumerate(comparison.samples)],
+            remaining=len(queue),
         )
 
     @staticmethod

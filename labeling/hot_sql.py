@@ -65,6 +65,14 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _comparison(
+    task: Task, pk: int, prompt_id: int, text: str, k: int, samples: Any, is_gold: bool
+) -> Comparison:
+    """A comparison read back with its prompt (the fields a lease shows)."""
+    prompt = Prompt(pk=prompt_id, task=task, text=text)
+    return Comparison(pk=pk, task=task, prompt=prompt, k=k, samples=_json(samples), is_gold=is_gold)
+
+
 class _Table:
     """A model's quoted table name (``{T}`` in a template) and quoted column names by field
     name (``{T[field]}``)."""
@@ -174,17 +182,9 @@ def active_lease(*, task: Task, labeler_id: int, now: datetime) -> Assignment | 
         return None
     pk, comparison_id, permutation, leased_at, expires_at, k, samples, is_gold = row[:8]
     prompt_id, text = row[8:]
-    comparison = Comparison(
-        pk=comparison_id,
-        task=task,
-        prompt=Prompt(pk=prompt_id, task=task, text=text),
-        k=k,
-        samples=_json(samples),
-        is_gold=is_gold,
-    )
     return Assignment(
         pk=pk,
-        comparison=comparison,
+        comparison=_comparison(task, comparison_id, prompt_id, text, k, samples, is_gold),
         labeler_id=labeler_id,
         task=task,
         permutation=_json(permutation),
@@ -232,14 +232,7 @@ def claim_open_slot(*, task: Task, labeler_id: int, skip_locked: bool) -> Compar
     if row is None:
         return None
     pk, prompt_id, k, samples, text = row
-    return Comparison(
-        pk=pk,
-        task=task,
-        prompt=Prompt(pk=prompt_id, task=task, text=text),
-        k=k,
-        samples=_json(samples),
-        is_gold=False,
-    )
+    return _comparison(task, pk, prompt_id, text, k, samples, False)
 
 
 _INSERT_LEASE = """

@@ -1,16 +1,15 @@
-"""import_prompts / import_comparisons / setup_roles commands."""
+"""import_prompts / import_comparisons commands."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from labeling.models import Comparison, Prompt
-from tests.factories import TaskFactory, UserFactory
+from tests.factories import TaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -89,15 +88,3 @@ def test_command_line_exits_nonzero_with_the_line_on_stderr(tmp_path, capsys, mo
     assert info.value.code == 1
     assert "line 2: expected a JSON object" in capsys.readouterr().err
     assert not Prompt.objects.exists()
-
-
-def test_setup_roles_is_idempotent_and_adds_users():
-    user = UserFactory(username="rita")
-    call_command("setup_roles", "--add", "rita", "nobody")
-    call_command("setup_roles")
-    group = Group.objects.get(name="Researchers")
-    user.refresh_from_db()
-    assert user.is_staff and group in user.groups.all()
-    codenames = set(group.permissions.values_list("codename", flat=True))
-    assert {"add_task", "change_task", "add_prompt", "change_comparison", "view_label"} <= codenames
-    assert "change_label" not in codenames and "delete_task" not in codenames
