@@ -102,27 +102,22 @@ def ppo_curves(steps: list[dict[str, float]]) -> Figure | None:
 def version_timeline(rms: list[RewardModelVersion], policies: list[PolicyVersion]) -> Figure | None:
     if not rms and not policies:
         return None
+
+    def versions(name: str, rows: list[Any], marker: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "scatter",
+            "mode": "markers+text",
+            "name": name,
+            "x": [v.created_at.isoformat() for v in rows],
+            "y": [name] * len(rows),
+            "text": [f"v{v.number}" for v in rows],
+            "textposition": "top center",
+            "marker": marker,
+        }
+
     traces = [
-        {
-            "type": "scatter",
-            "mode": "markers+text",
-            "name": "reward model",
-            "x": [v.created_at.isoformat() for v in rms],
-            "y": ["reward model"] * len(rms),
-            "text": [f"v{v.number}" for v in rms],
-            "textposition": "top center",
-            "marker": {"size": 10, "symbol": "diamond"},
-        },
-        {
-            "type": "scatter",
-            "mode": "markers+text",
-            "name": "policy",
-            "x": [v.created_at.isoformat() for v in policies],
-            "y": ["policy"] * len(policies),
-            "text": [f"v{v.number}" for v in policies],
-            "textposition": "top center",
-            "marker": {"size": 10},
-        },
+        versions("reward model", rms, {"size": 10, "symbol": "diamond"}),
+        versions("policy", policies, {"size": 10}),
     ]
     promoted = [v for v in policies if v.promoted_at]
     if promoted:
