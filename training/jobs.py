@@ -32,7 +32,7 @@ from training.ml import checkpoint as ml_checkpoint
 from training.ml.config import TrainingConfig
 from training.ml.models import atomic_directory, load_model, load_tokenizer
 from training.ml.ppo import train_policy
-from training.ml.reward import train_reward_model
+from training.ml.reward import bounded_replay, evaluate_reward_model, train_reward_model
 from training.ml.sampling import sample_responses
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
@@ -177,19 +177,46 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
 
 
 def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
+    """Train the next reward model on the labels so far. Warm-started (``reward.warm_start``):
+    the labels new since the previous model plus a bounded replay of older ones; else all of
+    them. Before training, the previous model is scored on the new labels, which it never saw:
+    its prospective accuracy, stored with that version."""
     task = run.task
     config = training_config(task)
-    labels = selectors.training_labels(task_id=task.pk).filter(pk__lte=_max_label_id(task.pk))
-    label_ids = list(labels.order_by("pk").values_list("pk", flat=True))
-    records = list(selectors.paper_records(labels=labels))
+    cutoff = _max_label_id(task.pk)
+    labels = selectors.training_labels(task_id=task.pk).filter(pk__lte=cutoff)
     previous = selectors.latest_reward_model(task_id=task.pk)
     init_from = previous.artifact_path if previous and config.reward.warm_start else None
+    seen_up_to = selectors.reward_model_label_cutoff(version=previous) if previous else 0
+    fresh = list(selectors.paper_records(labels=labels.filter(pk__gt=seen_up_to)))
+    if previous is not None and fresh:
+        prospective = evaluate_reward_model(previous.artifact_path, fresh, config.sampling)
+        services.record_prospective_accuracy(
+            version_id=previous.pk,
+            labels=int(prospective["labels"]),
+            accuracy=prospective.get("accuracy"),
+            loss=prospective.get("loss"),
+        )
+        logger.info(
+            "task %s: reward model v%d on the %d labels that arrived after it: accuracy %s",
+            task.pk, previous.number, prospective["labels"], prospective.get("accuracy"),
+        )  # fmt: skip
+    if init_from is not None:
+        old = labels.filter(pk__lte=seen_up_to).order_by("pk")
+        old_ids = list(old.values_list("pk", flat=True))
+        fresh_ids = [r["label_id"] for r in fresh]
+        label_ids = bounded_replay(old_ids, fresh_ids, config.reward.replay_ratio, run.pk)
+        records = list(selectors.paper_records(labels=labels.filter(pk__in=label_ids)))
+    else:
+        records = list(selectors.paper_records(labels=labels))
+    label_ids = [r["label_id"] for r in records]
     queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
     out_dir = task_dir(task.pk) / "reward" / f"run-{run.pk}"
     started = time.perf_counter()
     logger.info(
-        "task %s: reward run %s on %d labels (%s)",
-        task.pk, run.pk, len(records), "warm start" if init_from else "from the base model",
+        "task %s: reward run %s on %d labels (%d new; %s)",
+        task.pk, run.pk, len(records), len(fresh),
+        "warm start" if init_from else "from the base model",
     )  # fmt: skip
     with heartbeating(run.pk) as check:
         result = train_reward_model(
@@ -204,8 +231,12 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         )
         check()
     _refresh_db()
+    label_count = labels.count()
     metrics = {
-        "label_count": len(label_ids),
+        "label_count": label_count,
+        "last_label_id": cutoff,
+        "labels_trained": len(records),
+        "labels_new": len(fresh),
         "held_out_accuracy": result.metrics.get("holdout_accuracy"),
         "held_out_loss": result.metrics.get("holdout_loss"),
         "train_loss": result.metrics.get("train_loss"),
@@ -216,12 +247,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     }
     services.append_run_metrics(
         run_id=run.pk,
-        entries=[
-            {
-                "label_count": len(label_ids),
-                **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
-            }
-        ],
+        entries=[{k: v for k, v in metrics.items() if isinstance(v, int | float)}],
     )
     version = services.publish_reward_model_version(
         run_id=run.pk,
@@ -229,12 +255,15 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         gain=result.gain,
         bias=result.bias,
         label_ids=label_ids,
+        label_count=label_count,
         metrics=metrics,
     )
     if version is not None:
         logger.info(
-            "task %s: published reward model v%d: held-out accuracy %s, %.0f s",
-            task.pk, version.number, metrics["held_out_accuracy"], metrics["seconds"],
+            "task %s: published reward model v%d: %d labels (%d trained on), train accuracy "
+            "%.3f, %.0f s",
+            task.pk, version.number, label_count, len(records),
+            metrics["train_accuracy"] or float("nan"), metrics["seconds"],
         )  # fmt: skip
         from training import scoring  # it imports this module's helpers
 

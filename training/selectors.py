@@ -42,6 +42,16 @@ def next_version_number(
     return 0 if current is None else current + 1
 
 
+def reward_model_label_cutoff(*, version: RewardModelVersion) -> int:
+    """The newest label id a reward-model version could have seen (labels up to it existed
+    when it was trained, whether or not a bounded replay trained on each)."""
+    recorded = version.metrics.get("last_label_id") if version.metrics else None
+    if recorded is not None:
+        return int(recorded)
+    newest = version.labels_used.order_by("-pk").values_list("pk", flat=True).first()
+    return int(newest or 0)
+
+
 def training_labels(*, task_id: int) -> QuerySet[Label]:
     """Labels a reward model learns from: best-of-K choices."""
     return Label.objects.filter(task_id=task_id, kind=Label.Kind.CHOICE)
@@ -110,6 +120,7 @@ def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
     for label in rows.iterator(chunk_size=500):
         comparison = label.comparison
         record: dict[str, Any] = {
+            "label_id": label.pk,
             "comparison_id": comparison.pk,
             "query": comparison.prompt.text,
             "query_token_ids": comparison.prompt.token_ids,

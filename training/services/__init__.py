@@ -25,6 +25,7 @@ from training.services.versions import (
     promote_policy_version,
     publish_policy_version,
     publish_reward_model_version,
+    record_prospective_accuracy,
     retire_superseded_comparisons,
     rollback_policy,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "publish_policy_version",
     "publish_reward_model_version",
     "reap_stale_runs",
+    "record_prospective_accuracy",
     "retire_superseded_comparisons",
     "rollback_policy",
     "sampling_deficit",
