@@ -29,13 +29,11 @@ from .config import PPOConfig, SamplingConfig
 from .kl_control import AdaptiveKLController, FixedKLController
 from .losses import (
     entropy_from_logits,
-    gae,
-    kl_penalized_rewards,
     logprobs_from_logits,
     masked_mean,
+    penalized_advantages,
     ppo_policy_loss,
     ppo_value_loss,
-    whiten,
 )
 from .models import (
     PolicyWithValue,
@@ -225,13 +223,17 @@ def train_policy(
             del logits, ref_logits
 
             # 6. Per-token rewards (KL penalty + score), whitening, GAE, advantage whitening.
-            rewards, kl = kl_penalized_rewards(
-                old_logprobs, ref_logprobs, scores, mask, kl_ctl.value
-            )
-            if config.whiten_rewards:
-                rewards = whiten(rewards, mask, shift_mean=False)
-            advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
-            advantages = whiten(advantages, mask)
+            advantages, returns, _, kl = penalized_advantages(
+                old_logprobs,
+                ref_logprobs,
+                old_values,
+                scores,
+                mask,
+                kl_ctl.value,
+                config.whiten_rewards,
+                config.gamma,
+                config.lam,
+            )  # (b, R) each
 
         # 7. PPO epochs over shuffled minibatches, with gradient accumulation.
         totals: dict[str, float] = {}
