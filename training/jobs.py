@@ -33,7 +33,11 @@ from training.ml.config import TrainingConfig
 from training.ml.models import atomic_directory, load_model, load_tokenizer
 from training.ml.ppo import train_policy
 from training.ml.reward import bounded_replay, evaluate_reward_model, train_reward_model
-from training.ml.sampling import sample_responses
+from training.ml.sampling import (
+    CANDIDATES_PER_K,
+    candidates_for,
+    sample_ended_comparisons,
+)
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -133,44 +137,90 @@ def _hardlink_copy(source: Path, final: Path) -> None:
 # --- sampling -----------------------------------------------------------------------------
 
 
+SAMPLING_PASSES = 2
+"""A sampling job samples again, from other prompts, for the prompts it had to drop (they
+never got K ended responses), so that one job fills the buffer."""
+MEASURED_CANDIDATES = 64
+"""Once a version has this many sampled candidates, its ended fraction sizes round 1."""
+FIRST_ROUND_CONFIDENCE = 0.9
+"""Round 1 gives a prompt K ended responses with this probability, at the version's ended
+fraction; the few prompts left short get a re-sampling round of their own."""
+
+
+def first_round_candidates(k: int, version: PolicyVersion) -> int | None:
+    """Candidates per prompt for round 1 from the version's ended fraction so far, between K
+    and 8*K (None: the default 4*K, while the version has not been measured)."""
+    if version.candidates_sampled < MEASURED_CANDIDATES:
+        return None
+    return candidates_for(
+        k,
+        version.ended_fraction,
+        low=k,
+        high=2 * CANDIDATES_PER_K * k,
+        confidence=FIRST_ROUND_CONFIDENCE,
+    )
+
+
 def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
-    """Top the task's buffer up with at most ``n`` comparisons from the version; how many."""
+    """Top the task's buffer up with at most ``n`` comparisons from the version, each of K
+    responses that ended under the truncation rule (what labelers see); how many."""
     task = Task.objects.get(pk=task_id)
     wanted = services.sampling_deficit(task=task, policy_version_id=policy_version_id, requested=n)
     if wanted <= 0:
         return 0
-    prompts = selectors.prompts_to_sample(task_id=task_id, n=wanted)
-    if not prompts:
-        logger.warning("task %s has no train prompts to sample", task_id)
-        return 0
-    prompts = (prompts * (wanted // len(prompts) + 1))[:wanted]  # fewer prompts than wanted
     version = PolicyVersion.objects.get(pk=policy_version_id)
     config = training_config(task)
     model, tokenizer = _cached_model(policy_model_path(task, version))
-    queries = [p.token_ids if p.token_ids else p.text for p in prompts]
-    if any(isinstance(q, str) for q in queries):
-        queries = [p.text for p in prompts]
+    candidates = first_round_candidates(config.sampling.k, version)
     started = time.perf_counter()
-    samples = sample_responses(model, tokenizer, queries, config.sampling)
-    logger.info(
-        "task %s: sampled %d comparisons from policy v%d in %.1f s",
-        task_id, len(samples), version.number, time.perf_counter() - started,
-    )  # fmt: skip
-    _refresh_db()
-    created = services.create_comparisons(
-        task=task,
-        policy_version_id=policy_version_id,
-        sampled=[
-            services.SampledComparison(
-                prompt_id=prompt.pk,
-                query_token_ids=sample.query_token_ids,
-                samples=sample.responses,
-                sample_token_ids=sample.response_token_ids,
+    created = sampled = ended = rounds = 0
+    dropped: list[int] = []  # prompt ids
+    for _ in range(SAMPLING_PASSES):
+        prompts = selectors.prompts_to_sample(
+            task_id=task_id, n=wanted - created, exclude_ids=dropped
+        )
+        if not prompts:
+            if not dropped:
+                logger.warning("task %s has no train prompts to sample", task_id)
+            break
+        prompts = (prompts * ((wanted - created) // len(prompts) + 1))[: wanted - created]
+        queries = [p.token_ids if p.token_ids else p.text for p in prompts]
+        if any(isinstance(q, str) for q in queries):
+            queries = [p.text for p in prompts]
+        result = sample_ended_comparisons(
+            model, tokenizer, queries, config.sampling, candidates=candidates
+        )
+        sampled, ended = sampled + result.candidates, ended + result.ended
+        rounds = max(rounds, len(result.rounds))
+        dropped.extend(prompts[i].pk for i in result.dropped)
+        _refresh_db()
+        created += len(
+            services.create_comparisons(
+                task=task,
+                policy_version_id=policy_version_id,
+                sampled=[
+                    services.SampledComparison(
+                        prompt_id=prompts[i].pk,
+                        query_token_ids=sample.query_token_ids,
+                        samples=sample.responses,
+                        sample_token_ids=sample.response_token_ids,
+                        sample_ended=sample.ended,
+                    )
+                    for i, sample in result.kept
+                ],
+                counts=services.SamplingCounts(candidates=result.candidates, ended=result.ended),
             )
-            for prompt, sample in zip(prompts, samples, strict=True)
-        ],
-    )
-    return len(created)
+        )
+        if created >= wanted or not result.dropped:
+            break
+    logger.info(
+        "task %s: policy v%d: %d comparisons of %d ended responses from %d candidates "
+        "(%.0f%% ended, %d rounds, %d prompts dropped) in %.1f s",
+        task_id, version.number, created, config.sampling.k, sampled,
+        100 * ended / sampled if sampled else 0.0, rounds, len(set(dropped)),
+        time.perf_counter() - started,
+    )  # fmt: skip
+    return created
 
 
 # --- reward model --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -132,12 +132,14 @@ def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
         yield record
 
 
-def prompts_to_sample(*, task_id: int, n: int) -> list[Prompt]:
-    """Train prompts with the fewest comparisons so far (round robin over the prompt set)."""
+def prompts_to_sample(*, task_id: int, n: int, exclude_ids: Collection[int] = ()) -> list[Prompt]:
+    """Train prompts with the fewest comparisons so far (round robin over the prompt set),
+    except ``exclude_ids``."""
     from django.db.models import Count
 
     return list(
         Prompt.objects.filter(task_id=task_id, split=Prompt.Split.TRAIN)
+        .exclude(pk__in=list(exclude_ids))
         .annotate(used=Count("comparisons"))
         .order_by("used", "?")[:n]
     )

@@ -111,7 +111,8 @@ def _check_prompts_are_new(task: Task, batch: list[PromptRow]) -> None:
 def import_comparisons(
     *, task: Task, stream: IO[bytes], progress: Progress | None = None
 ) -> ImportResult:
-    """Import comparisons of K samples; prompts are matched by id (or text) or created."""
+    """Import comparisons of K samples; prompts are matched by id (or text) or created.
+    Samples that did not end are kept as the file gives them (``sample_ended``, or null)."""
     from training.models import PolicyVersion
 
     versions = dict(PolicyVersion.objects.filter(task=task).values_list("number", "id"))
@@ -133,6 +134,7 @@ def import_comparisons(
                     k=task.k,
                     samples=row.samples,
                     sample_token_ids=row.sample_token_ids,
+                    sample_ended=row.sample_ended,
                     policy_version_id=(
                         versions[row.policy_version] if row.policy_version is not None else None
                     ),

@@ -3,7 +3,9 @@
 from training.services.comparisons import (
     EvalRow,
     SampledComparison,
+    SamplingCounts,
     create_comparisons,
+    record_sampling,
     sampling_deficit,
     store_comparison_scores,
     store_eval_samples,
@@ -33,6 +35,7 @@ from training.services.versions import (
 __all__ = [
     "EvalRow",
     "SampledComparison",
+    "SamplingCounts",
     "TickResult",
     "VersionError",
     "append_run_metrics",
@@ -46,6 +49,7 @@ __all__ = [
     "publish_reward_model_version",
     "reap_stale_runs",
     "record_prospective_accuracy",
+    "record_sampling",
     "retire_superseded_comparisons",
     "rollback_policy",
     "sampling_deficit",
