@@ -4,7 +4,8 @@ Each format walks the task's labels with ``iterator(chunk_size=...)`` and ``sele
 so a million labels export with one query per chunk and a constant amount of memory.
 
 - ``paper``: the format of Ziegler et al. (2019): one row per ``choice`` label with the query,
-  the K samples, their token ids and the index of the best one.
+  the K samples, their token ids, whether each ended under the truncation rule (null: not
+  known) and the index of the best one.
 - ``pairwise``: ``{"prompt", "chosen", "rejected"}``, K-1 rows per ``choice`` label (the chosen
   sample against each other one), as TRL and ``datasets`` read it.
 - ``raw``: every label with who gave it, how it was shown and under which instructions.
@@ -46,6 +47,7 @@ def paper_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
         for i, sample in enumerate(comparison.samples):
             row[f"sample{i}"] = sample
         row["sample_token_ids"] = comparison.sample_token_ids
+        row["sample_ended"] = comparison.sample_ended
         row["best"] = label.choice
         yield row
 

@@ -10,7 +10,9 @@ Prompt files
     CSV: a header row with a ``text`` (or ``prompt``) column, optional ``id`` and ``split``.
 Comparison files (JSONL)
     ``{"prompt": str, "samples": [K str], "prompt_id"?: str, "prompt_token_ids"?: [int],
-    "sample_token_ids"?: [K [int]], "gold_choice"?: int 0..K-1, "policy_version"?: int}``.
+    "sample_token_ids"?: [K [int]], "sample_ended"?: [K bool], "gold_choice"?: int 0..K-1,
+    "policy_version"?: int}``. ``sample_ended`` says which samples ended under the task's
+    truncation rule; it is kept as given (the researcher's choice), null when absent.
 Blank lines are ignored. Duplicates (same prompt id or text; same prompt and samples)
 within one file are errors.
 """
@@ -57,6 +59,7 @@ class ComparisonRow:
     prompt_id: str = ""
     prompt_token_ids: list[int] | None = None
     sample_token_ids: list[list[int]] | None = None
+    sample_ended: list[bool] | None = None
     gold_choice: int | None = None
     policy_version: int | None = None
 
@@ -259,6 +262,13 @@ def _comparison_row(data: dict[str, Any], line: int, k: int) -> ComparisonRow:
             _token_ids(t, f"sample_token_ids[{i}]", line) or []
             for i, t in enumerate(sample_token_ids)
         ]
+    sample_ended = data.get("sample_ended")
+    if sample_ended is not None and (
+        not isinstance(sample_ended, list)
+        or len(sample_ended) != k
+        or not all(isinstance(e, bool) for e in sample_ended)
+    ):
+        raise ImportFileError(f"'sample_ended' must be a list of K={k} booleans", line)
     gold = data.get("gold_choice")
     if gold is not None and (
         not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < k
@@ -278,6 +288,7 @@ def _comparison_row(data: dict[str, Any], line: int, k: int) -> ComparisonRow:
         prompt_id=_external_id(data.get("prompt_id"), "prompt_id", line),
         prompt_token_ids=_token_ids(data.get("prompt_token_ids"), "prompt_token_ids", line),
         sample_token_ids=sample_token_ids,
+        sample_ended=sample_ended,
         gold_choice=gold,
         policy_version=policy_version,
     )

@@ -8,9 +8,34 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
+from django.db.models.lookups import Exact
 
 MAX_K = 9  # keys 1..9 on the labeling page
+
+
+class JSONArrayLength(Func):
+    """Length of a JSON array, -1 for any other JSON value (SQLite ``json_array_length``;
+    PostgreSQL's ``jsonb_array_length`` fails on non-arrays, hence the CASE): for check
+    constraints on JSON list fields."""
+
+    function = "JSON_ARRAY_LENGTH"
+    arity = 1
+    output_field = models.IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(CASE WHEN json_type({sql}) = 'array' THEN json_array_length({sql}) ELSE -1 END)",
+            (*params, *params),
+        )
+
+    def as_postgresql(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def]
+        sql, params = compiler.compile(self.source_expressions[0])
+        return (
+            f"(CASE WHEN jsonb_typeof({sql}) = 'array' THEN jsonb_array_length({sql}) ELSE -1 END)",
+            (*params, *params),
+        )
 
 
 class Task(models.Model):
@@ -161,6 +186,12 @@ class Comparison(models.Model):
     k = models.PositiveSmallIntegerField()
     samples = models.JSONField(help_text="K sample texts")
     sample_token_ids = models.JSONField(null=True, blank=True, help_text="K lists of token ids")
+    sample_ended = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="K booleans: whether each sample ended under the truncation rule (sampled "
+        "comparisons: all true; null: not known, e.g. imported without it)",
+    )
     policy_version = models.ForeignKey(
         "training.PolicyVersion",
         null=True,
@@ -193,6 +224,11 @@ class Comparison(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(open_slots__lte=F("overlap")), name="comparison_slots_le_overlap"
+            ),
+            models.CheckConstraint(
+                condition=Q(sample_ended__isnull=True)
+                | Q(Exact(JSONArrayLength("sample_ended"), F("k"))),
+                name="comparison_sample_ended_k",
             ),
         ]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from research.analytics.drift import DriftReport
 from research.analytics.features import FEATURE_LABELS, FEATURES
+from research.selectors import EndedFraction
 from training.models import PolicyVersion, RewardModelVersion
 
 Figure = dict[str, Any]
@@ -97,6 +98,32 @@ def ppo_curves(steps: list[dict[str, float]]) -> Figure | None:
         layout[f"yaxis{axis}"] = {"title": {"text": title}, "domain": [top - 0.3, top]}
     layout["xaxis"] = {"title": {"text": "episodes"}, "anchor": f"y{len(panels)}"}
     return {"data": traces, "layout": layout}
+
+
+def ended_fraction(rows: list[EndedFraction]) -> Figure | None:
+    """The fraction of sampled responses that ended, per policy version."""
+    if not rows:
+        return None
+    return {
+        "data": [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "ended",
+                "x": [f"v{r.version}" for r in rows],
+                "y": [r.fraction for r in rows],
+                "customdata": [[r.ended, r.candidates] for r in rows],
+                "hovertemplate": "policy %{x}: %{y:.0%} ended"
+                "<br>%{customdata[0]} of %{customdata[1]} candidates<extra></extra>",
+            }
+        ],
+        "layout": _layout(
+            "Sampled responses that ended, per policy version",
+            height=260,
+            xaxis={"type": "category", "title": {"text": "policy version"}},
+            yaxis={"title": {"text": "ended"}, "range": [0, 1], "tickformat": ".0%"},
+        ),
+    }
 
 
 def version_timeline(rms: list[RewardModelVersion], policies: list[PolicyVersion]) -> Figure | None:

@@ -139,6 +139,30 @@ def policy_versions(*, task: Task) -> list[PolicyVersion]:
     return list(PolicyVersion.objects.filter(task=task).order_by("number"))
 
 
+@dataclass(frozen=True)
+class EndedFraction:
+    """Of the responses sampled from a policy version for comparisons, how many ended under
+    the truncation rule (labelers see only those; PPO scores the rest -1)."""
+
+    version: int
+    candidates: int
+    ended: int
+
+    @property
+    def fraction(self) -> float:
+        return self.ended / self.candidates
+
+
+def ended_fractions(*, task: Task) -> list[EndedFraction]:
+    """Per policy version sampled for comparisons so far, oldest first."""
+    rows = (
+        PolicyVersion.objects.filter(task=task, candidates_sampled__gt=0)
+        .order_by("number")
+        .values_list("number", "candidates_sampled", "candidates_ended")
+    )
+    return [EndedFraction(version=n, candidates=c, ended=e) for n, c, e in rows]
+
+
 def ppo_metrics(*, task: Task) -> list[dict[str, float]]:
     """Per-step PPO metrics of every policy run of the task, sorted by episode."""
     steps: list[dict[str, float]] = []

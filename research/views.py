@@ -62,6 +62,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "rm_accuracy": figures.reward_model_accuracy(rms),
         "ppo": figures.ppo_curves(selectors.ppo_metrics(task=task)),
         "timeline": figures.version_timeline(rms, policies),
+        "ended": figures.ended_fraction(selectors.ended_fractions(task=task)),
         "drift": figures.drift_coefficients(drift),
         "drift_time": figures.drift_over_time(drift),
     }

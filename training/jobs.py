@@ -14,8 +14,12 @@ from labeling.models import Task
 from training import artifacts, scoring, selectors, services
 from training.ml import checkpoint as ml_checkpoint
 from training.ml.ppo import train_policy
-from training.ml.reward import train_reward_model
-from training.ml.sampling import sample_responses
+from training.ml.reward import bounded_replay, evaluate_reward_model, train_reward_model
+from training.ml.sampling import (
+    CANDIDATES_PER_K,
+    candidates_for,
+    sample_ended_comparisons,
+)
 from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.task_settings import training_config
@@ -27,63 +31,136 @@ logger = logging.getLogger(__name__)
 # --- sampling -----------------------------------------------------------------------------
 
 
+SAMPLING_PASSES = 2
+"""A sampling job samples again, from other prompts, for the prompts it had to drop (they
+never got K ended responses), so that one job fills the buffer."""
+MEASURED_CANDIDATES = 64
+"""Once a version has this many sampled candidates, its ended fraction sizes round 1."""
+FIRST_ROUND_CONFIDENCE = 0.9
+"""Round 1 gives a prompt K ended responses with this probability, at the version's ended
+fraction; the few prompts left short get a re-sampling round of their own."""
+
+
+def first_round_candidates(k: int, version: PolicyVersion) -> int | None:
+    """Candidates per prompt for round 1 from the version's ended fraction so far, between K
+    and 8*K (None: the default 4*K, while the version has not been measured)."""
+    if version.candidates_sampled < MEASURED_CANDIDATES:
+        return None
+    return candidates_for(
+        k,
+        version.ended_fraction,
+        low=k,
+        high=2 * CANDIDATES_PER_K * k,
+        confidence=FIRST_ROUND_CONFIDENCE,
+    )
+
+
 def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
-    """Top the task's buffer up with at most ``n`` comparisons from the version; how many."""
+    """Top the task's buffer up with at most ``n`` comparisons from the version, each of K
+    responses that ended under the truncation rule (what labelers see); how many."""
     task = Task.objects.get(pk=task_id)
     wanted = services.sampling_deficit(task=task, policy_version_id=policy_version_id, requested=n)
     if wanted <= 0:
         return 0
-    prompts = selectors.prompts_to_sample(task_id=task_id, n=wanted)
-    if not prompts:
-        logger.warning("task %s has no train prompts to sample", task_id)
-        return 0
-    prompts = (prompts * (wanted // len(prompts) + 1))[:wanted]  # fewer prompts than wanted
     version = PolicyVersion.objects.get(pk=policy_version_id)
     config = training_config(task)
     model, tokenizer = cached_model(policy_model_path(task, version))
-    queries = [p.token_ids if p.token_ids else p.text for p in prompts]
-    if any(isinstance(q, str) for q in queries):
-        queries = [p.text for p in prompts]
+    candidates = first_round_candidates(config.sampling.k, version)
     started = time.perf_counter()
-    samples = sample_responses(model, tokenizer, queries, config.sampling)
-    logger.info(
-        "task %s: sampled %d comparisons from policy v%d in %.1f s",
-        task_id, len(samples), version.number, time.perf_counter() - started,
-    )  # fmt: skip
-    refresh_db()
-    created = services.create_comparisons(
-        task=task,
-        policy_version_id=policy_version_id,
-        sampled=[
-            services.SampledComparison(
-                prompt_id=prompt.pk,
-                query_token_ids=sample.query_token_ids,
-                samples=sample.responses,
-                sample_token_ids=sample.response_token_ids,
+    created = sampled = ended = rounds = 0
+    dropped: list[int] = []  # prompt ids
+    for _ in range(SAMPLING_PASSES):
+        prompts = selectors.prompts_to_sample(
+            task_id=task_id, n=wanted - created, exclude_ids=dropped
+        )
+        if not prompts:
+            if not dropped:
+                logger.warning("task %s has no train prompts to sample", task_id)
+            break
+        prompts = (prompts * ((wanted - created) // len(prompts) + 1))[: wanted - created]
+        queries = [p.token_ids if p.token_ids else p.text for p in prompts]
+        if any(isinstance(q, str) for q in queries):
+            queries = [p.text for p in prompts]
+        result = sample_ended_comparisons(
+            model, tokenizer, queries, config.sampling, candidates=candidates
+        )
+        sampled, ended = sampled + result.candidates, ended + result.ended
+        rounds = max(rounds, len(result.rounds))
+        dropped.extend(prompts[i].pk for i in result.dropped)
+        refresh_db()
+        created += len(
+            services.create_comparisons(
+                task=task,
+                policy_version_id=policy_version_id,
+                sampled=[
+                    services.SampledComparison(
+                        prompt_id=prompts[i].pk,
+                        query_token_ids=sample.query_token_ids,
+                        samples=sample.responses,
+                        sample_token_ids=sample.response_token_ids,
+                        sample_ended=sample.ended,
+                    )
+                    for i, sample in result.kept
+                ],
+                counts=services.SamplingCounts(candidates=result.candidates, ended=result.ended),
             )
-            for prompt, sample in zip(prompts, samples, strict=True)
-        ],
-    )
-    return len(created)
+        )
+        if created >= wanted or not result.dropped:
+            break
+    logger.info(
+        "task %s: policy v%d: %d comparisons of %d ended responses from %d candidates "
+        "(%.0f%% ended, %d rounds, %d prompts dropped) in %.1f s",
+        task_id, version.number, created, config.sampling.k, sampled,
+        100 * ended / sampled if sampled else 0.0, rounds, len(set(dropped)),
+        time.perf_counter() - started,
+    )  # fmt: skip
+    return created
 
 
 # --- reward model --------------------------------------------------------------------------
 
 
 def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
+    """Train the next reward model on the labels so far. Warm-started (``reward.warm_start``):
+    the labels new since the previous model plus a bounded replay of older ones; else all of
+    them. Before training, the previous model is scored on the new labels, which it never saw:
+    its prospective accuracy, stored with that version."""
     task = run.task
     config = training_config(task)
-    labels = selectors.training_labels(task_id=task.pk).filter(pk__lte=_max_label_id(task.pk))
-    label_ids = list(labels.order_by("pk").values_list("pk", flat=True))
-    records = list(selectors.paper_records(labels=labels))
+    cutoff = _max_label_id(task.pk)
+    labels = selectors.training_labels(task_id=task.pk).filter(pk__lte=cutoff)
     previous = selectors.latest_reward_model(task_id=task.pk)
     init_from = previous.artifact_path if previous and config.reward.warm_start else None
+    seen_up_to = selectors.reward_model_label_cutoff(version=previous) if previous else 0
+    fresh = list(selectors.paper_records(labels=labels.filter(pk__gt=seen_up_to)))
+    if previous is not None and fresh:
+        prospective = evaluate_reward_model(previous.artifact_path, fresh, config.sampling)
+        services.record_prospective_accuracy(
+            version_id=previous.pk,
+            labels=int(prospective["labels"]),
+            accuracy=prospective.get("accuracy"),
+            loss=prospective.get("loss"),
+        )
+        logger.info(
+            "task %s: reward model v%d on the %d labels that arrived after it: accuracy %s",
+            task.pk, previous.number, prospective["labels"], prospective.get("accuracy"),
+        )  # fmt: skip
+    if init_from is not None:
+        old = labels.filter(pk__lte=seen_up_to).order_by("pk")
+        old_ids = list(old.values_list("pk", flat=True))
+        fresh_ids = [r["label_id"] for r in fresh]
+        label_ids = bounded_replay(old_ids, fresh_ids, config.reward.replay_ratio, run.pk)
+        records = list(selectors.paper_records(labels=labels.filter(pk__in=label_ids)))
+    else:
+        records = list(selectors.paper_records(labels=labels))
+    label_ids = [r["label_id"] for r in records]
     queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
     out_dir = artifacts.task_dir(task.pk) / "reward" / f"run-{run.pk}"
     started = time.perf_counter()
     logger.info(
-        "task %s: reward run %s on %d labels (%s)",
-        task.pk, run.pk, len(records), "warm start" if init_from else "from the base model",
+        "task %s: reward run %s on %d labels (%d new; %s)",
+        task.pk, run.pk, len(records), len(fresh),
+        "warm start" if init_from else "from the base model",
     )  # fmt: skip
     with heartbeating(run.pk) as check:
         result = train_reward_model(
@@ -98,8 +175,12 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         )
         check()
     refresh_db()
+    label_count = labels.count()
     metrics = {
-        "label_count": len(label_ids),
+        "label_count": label_count,
+        "last_label_id": cutoff,
+        "labels_trained": len(records),
+        "labels_new": len(fresh),
         "held_out_accuracy": result.metrics.get("holdout_accuracy"),
         "held_out_loss": result.metrics.get("holdout_loss"),
         "train_loss": result.metrics.get("train_loss"),
@@ -110,12 +191,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     }
     services.append_run_metrics(
         run_id=run.pk,
-        entries=[
-            {
-                "label_count": len(label_ids),
-                **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
-            }
-        ],
+        entries=[{k: v for k, v in metrics.items() if isinstance(v, int | float)}],
     )
     version = services.publish_reward_model_version(
         run_id=run.pk,
@@ -123,12 +199,15 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         gain=result.gain,
         bias=result.bias,
         label_ids=label_ids,
+        label_count=label_count,
         metrics=metrics,
     )
     if version is not None:
         logger.info(
-            "task %s: published reward model v%d: held-out accuracy %s, %.0f s",
-            task.pk, version.number, metrics["held_out_accuracy"], metrics["seconds"],
+            "task %s: published reward model v%d: %d labels (%d trained on), train accuracy "
+            "%.3f, %.0f s",
+            task.pk, version.number, label_count, len(records),
+            metrics["train_accuracy"] or float("nan"), metrics["seconds"],
         )  # fmt: skip
         scoring.score_comparisons(version)
     return version

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class VersionStatus(models.TextChoices):
@@ -60,6 +60,10 @@ class PolicyVersion(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True, help_text="empty: the base model")
     episodes = models.PositiveIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
+    # Responses sampled from this version for comparisons, and how many of them ended under
+    # the truncation rule (labelers see only those): the version's ended fraction.
+    candidates_sampled = models.PositiveBigIntegerField(default=0)
+    candidates_ended = models.PositiveBigIntegerField(default=0)
     status = models.CharField(
         max_length=10, choices=VersionStatus.choices, default=VersionStatus.READY
     )
@@ -73,10 +77,21 @@ class PolicyVersion(models.Model):
             models.UniqueConstraint(
                 fields=["task"], condition=Q(status="promoted"), name="one_promoted_policy"
             ),
+            models.CheckConstraint(
+                condition=Q(candidates_ended__lte=F("candidates_sampled")),
+                name="policy_candidates_ended_le_sampled",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"policy v{self.number} of {self.task_id}"
+
+    @property
+    def ended_fraction(self) -> float | None:
+        """Fraction of the responses sampled for comparisons that ended (None: none yet)."""
+        if not self.candidates_sampled:
+            return None
+        return self.candidates_ended / self.candidates_sampled
 
 
 class TrainingRun(models.Model):
@@ -156,6 +171,9 @@ class EvalSample(models.Model):
     text = models.TextField()
     token_ids = models.JSONField(null=True, blank=True)
     reward = models.FloatField(null=True, blank=True, help_text="normalized reward-model score")
+    ended = models.BooleanField(
+        null=True, blank=True, help_text="the response ended under the truncation rule"
+    )
     reward_model_version = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

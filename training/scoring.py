@@ -42,7 +42,8 @@ def score_comparisons(version: RewardModelVersion) -> int:
 def write_eval_samples(
     version: PolicyVersion, reward_model: RewardModelVersion, config: TrainingConfig
 ) -> int:
-    """One sample per eval prompt from the version, with its reward-model score."""
+    """One sample per eval prompt from the version, with its reward-model score and whether it
+    ended under the truncation rule (ended or not: this measures the policy as PPO sees it)."""
     task = version.task
     prompts = selectors.eval_prompts(task_id=task.pk, n=EVAL_PROMPTS)
     if not prompts:
@@ -63,7 +64,11 @@ def write_eval_samples(
         reward_model_version_id=reward_model.pk,
         rows=[
             services.EvalRow(
-                prompt_id=p.pk, text=s.responses[0], token_ids=s.response_token_ids[0], reward=r
+                prompt_id=p.pk,
+                text=s.responses[0],
+                token_ids=s.response_token_ids[0],
+                reward=r,
+                ended=s.ended[0],
             )
             for p, s, r in zip(prompts, samples, rewards, strict=True)
         ],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,16 @@ def next_version_number(
 ) -> int:
     current = model.objects.filter(task_id=task_id).aggregate(m=Max("number"))["m"]
     return 0 if current is None else current + 1
+
+
+def reward_model_label_cutoff(*, version: RewardModelVersion) -> int:
+    """The newest label id a reward-model version could have seen (labels up to it existed
+    when it was trained, whether or not a bounded replay trained on each)."""
+    recorded = version.metrics.get("last_label_id") if version.metrics else None
+    if recorded is not None:
+        return int(recorded)
+    newest = version.labels_used.order_by("-pk").values_list("pk", flat=True).first()
+    return int(newest or 0)
 
 
 def training_labels(*, task_id: int) -> QuerySet[Label]:
@@ -106,6 +116,7 @@ def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
     for label in rows.iterator(chunk_size=500):
         comparison = label.comparison
         record: dict[str, Any] = {
+            "label_id": label.pk,
             "comparison_id": comparison.pk,
             "query": comparison.prompt.text,
             "query_token_ids": comparison.prompt.token_ids,
@@ -117,10 +128,12 @@ def paper_records(*, labels: QuerySet[Label]) -> Iterator[dict[str, Any]]:
         yield record
 
 
-def prompts_to_sample(*, task_id: int, n: int) -> list[Prompt]:
-    """Train prompts with the fewest comparisons so far (round robin over the prompt set)."""
+def prompts_to_sample(*, task_id: int, n: int, exclude_ids: Collection[int] = ()) -> list[Prompt]:
+    """Train prompts with the fewest comparisons so far (round robin over the prompt set),
+    except ``exclude_ids``."""
     return list(
         Prompt.objects.filter(task_id=task_id, split=Prompt.Split.TRAIN)
+        .exclude(pk__in=list(exclude_ids))
         .annotate(used=Count("comparisons"))
         .order_by("used", "?")[:n]
     )

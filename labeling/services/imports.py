@@ -112,7 +112,8 @@ def import_comparisons(
     *, task: Task, stream: IO[bytes], progress: Progress | None = None
 ) -> ImportResult:
     """Import comparisons of K samples; prompts are matched by id (or text) or created.
-    A row's ``policy_version`` is the number of one of the task's policy versions."""
+    A row's ``policy_version`` is the number of one of the task's policy versions. Samples
+    that did not end are kept as the file gives them (``sample_ended``, or null)."""
     versions = _policy_version_ids(task)
     resolver = _PromptResolver(task)
     total = 0
@@ -132,6 +133,7 @@ def import_comparisons(
                     k=task.k,
                     samples=row.samples,
                     sample_token_ids=row.sample_token_ids,
+                    sample_ended=row.sample_ended,
                     policy_version_id=(
                         versions[row.policy_version] if row.policy_version is not None else None
                     ),

@@ -57,8 +57,12 @@ def test_paper_format(labeled_task):
         "sample1": comparison.samples[1],
         "sample2": comparison.samples[2],
         "sample_token_ids": comparison.sample_token_ids,
+        "sample_ended": None,  # not known (the factory's comparisons say nothing)
         "best": 2,
     }
+    comparison.sample_ended = [True, False, True]
+    comparison.save()
+    assert next(exports.paper_rows(task=labeled_task))["sample_ended"] == [True, False, True]
 
 
 def test_pairwise_format(labeled_task):

@@ -168,6 +168,20 @@ def test_comparisons_create_prompts_once_and_keep_token_ids_and_gold():
     assert rows[3].prompt == by_id
 
 
+def test_comparisons_keep_sample_ended_as_given():
+    """Imported comparisons are the researcher's choice: samples that did not end stay, and
+    a file that does not say leaves it unknown (null)."""
+    task = TaskFactory(k=2)
+    stream = jsonl(
+        comparison("said", k=2, sample_ended=[True, False]),
+        comparison("all ended", k=2, sample_ended=[True, True]),
+        comparison("unsaid", k=2),
+    )
+    import_comparisons(task=task, stream=stream)
+    stored = dict(Comparison.objects.values_list("prompt__text", "sample_ended"))
+    assert stored == {"said": [True, False], "all ended": [True, True], "unsaid": None}
+
+
 def test_comparisons_reference_policy_versions_by_number():
     from training.models import PolicyVersion
 
@@ -194,6 +208,9 @@ def test_comparisons_reference_policy_versions_by_number():
         (comparison("p", sample_token_ids=[[1]]), "'sample_token_ids' must be a list of K=4"),
         (comparison("first"), "duplicate comparison"),
         (comparison("p", prompt_token_ids="1 2"), "'prompt_token_ids' must be a list"),
+        (comparison("p", sample_ended=[True] * 3), "'sample_ended' must be a list of K=4 bool"),
+        (comparison("p", sample_ended=[1, 1, 1, 1]), "'sample_ended' must be a list of K=4"),
+        (comparison("p", sample_ended="yes"), "'sample_ended' must be a list of K=4"),
     ],
 )
 def test_bad_comparison_line_names_the_line_and_imports_nothing(bad, message):

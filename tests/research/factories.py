@@ -74,7 +74,8 @@ def populate_task(
     """Every labeler (name -> "copy" | "sentiment" | "random") labels every comparison.
 
     Adds reward-model versions with scores (the RM agrees with the "copy" preference), policy
-    versions with eval samples, and a policy run with per-step metrics.
+    versions with their sampling counts (v0: 328 of 960 candidates ended, v1: 480 of 640) and
+    eval samples (v0's first one did not end), and a policy run with per-step metrics.
     """
     rng = random.Random(seed)
     now = timezone.now()
@@ -89,7 +90,13 @@ def populate_task(
     rm2 = RewardModelVersionFactory(
         task=task, number=2, label_count=comparisons * 2, metrics={"held_out_accuracy": 0.68}
     )
-    base = PolicyVersionFactory(task=task, number=0, status=VersionStatus.RETIRED)
+    base = PolicyVersionFactory(
+        task=task,
+        number=0,
+        status=VersionStatus.RETIRED,
+        candidates_sampled=960,
+        candidates_ended=328,
+    )
     tuned = PolicyVersionFactory(
         task=task,
         number=1,
@@ -99,6 +106,8 @@ def populate_task(
         status=VersionStatus.PROMOTED,
         promoted_at=now,
         metrics={"mean_score": 0.8, "kl": 3.1, "beta": 0.12},
+        candidates_sampled=640,
+        candidates_ended=480,
     )
     TrainingRunFactory(
         task=task,
@@ -151,10 +160,11 @@ def populate_task(
     for i in range(3):
         prompt = PromptFactory(task=task, text=f"Eval prompt {i}", split=Prompt.Split.EVAL)
         EvalSample.objects.create(
-            policy_version=base, prompt=prompt, text=f"base answer {i}", reward=-0.2
-        )
+            policy_version=base, prompt=prompt, text=f"base answer {i}", reward=-0.2,
+            ended=i != 0,
+        )  # fmt: skip
         EvalSample.objects.create(
             policy_version=tuned, prompt=prompt, text=f"tuned answer {i}", reward=0.9,
-            reward_model_version=rm2,
+            reward_model_version=rm2, ended=True,
         )  # fmt: skip
     return {"users": users, "rms": [rm1, rm2], "policies": [base, tuned]}

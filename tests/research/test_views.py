@@ -56,6 +56,7 @@ def test_empty_task_renders_deliberate_empty_states(staff_client):
     assert "No reward model yet" in html
     assert "No PPO training yet" in html
     assert "No best-of-4 labels yet" in html
+    assert "No comparisons sampled yet" in html
     assert 'data-figure="' not in html  # no plot without data
     samples = staff_client.get(reverse("dashboard:samples", args=[task.pk]))
     assert samples.status_code == 200 and b"No policy versions yet" in samples.content
@@ -85,6 +86,16 @@ def test_dashboard_with_data_shows_plots_agreement_and_drift(staff_client, busy_
     schedule = with_queries.context["schedule"]
     assert schedule.label_count == 180 and schedule.episodes_done == 512
 
+    # The fraction of sampled responses that ended, per policy version: plot and column.
+    assert 'data-figure="fig-ended"' in html
+    ended = with_queries.context["plots"]["ended"]["data"][0]
+    assert ended["x"] == ["v0", "v1"]
+    assert ended["y"] == [pytest.approx(328 / 960), pytest.approx(0.75)]
+    assert ended["customdata"] == [[328, 960], [480, 640]]
+    versions = html[html.index('id="policy-versions"') :]
+    assert '34% <span class="muted">(328/960)</span>' in versions
+    assert '75% <span class="muted">(480/640)</span>' in versions
+
 
 def test_dashboard_computation_is_cached_until_a_new_label(
     staff_client, busy_task, django_assert_max_num_queries
@@ -101,6 +112,7 @@ def test_sample_browser_side_by_side(staff_client, busy_task):
     assert response.status_code == 200
     html = response.content.decode()
     assert "base answer 2" in html and "tuned answer 2" in html
+    assert html.count("did not end") == 1  # v0's first eval sample
     assert response.context["mean_a"] == pytest.approx(-0.2)
     assert response.context["mean_b"] == pytest.approx(0.9)
     assert staff_client.get(url, {"a": "x"}).status_code == 400

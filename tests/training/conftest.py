@@ -45,6 +45,27 @@ def tiny_task(base_model: str, *, lease_seconds: int = 600, **schedule):
     return task
 
 
+def save_tiny_model(directory, *, end_boost: float = 3.0) -> str:
+    """A tiny GPT-2 with its tokenizer saved in ``directory`` (loadable by path). Its final
+    layer norm's bias is moved along the "." embedding, raising that token's logit by about
+    ``end_boost`` everywhere: about a third of its 8-token responses end under the tasks'
+    truncation rule (a random tiny model ends one in twenty), as a real LM's do."""
+    import torch
+
+    from tests.training.ml.conftest import build_model, build_tokenizer
+    from training.ml.sampling import truncation_token_ids
+
+    tokenizer = build_tokenizer()
+    model = build_model(len(tokenizer))
+    with torch.no_grad():
+        for token in truncation_token_ids(tokenizer, "."):
+            embedding = model.transformer.wte.weight[token]
+            model.transformer.ln_f.bias += end_boost * embedding / embedding.norm() ** 2
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
 def add_labels(task, n: int, *, policy_version=None, choice: int = 0) -> list[Label]:
     """``n`` choice labels on fresh comparisons of ``task``."""
     labeler = UserFactory()

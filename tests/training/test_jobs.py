@@ -6,7 +6,7 @@ import pytest
 
 from labeling.models import Comparison, Label
 from tests.factories import UserFactory
-from tests.training.conftest import tiny_task
+from tests.training.conftest import save_tiny_model, tiny_task
 from training import selectors, services
 from training.models import ComparisonScores, EvalSample, PolicyVersion, TrainingRun
 
@@ -16,13 +16,7 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory) -> str:
-    from tests.training.ml.conftest import build_model, build_tokenizer
-
-    directory = tmp_path_factory.mktemp("tiny-loop-model")
-    tokenizer = build_tokenizer()
-    build_model(len(tokenizer)).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-loop-model"))
 
 
 def label_all(task, choice=0):
@@ -80,6 +74,7 @@ def test_loop_in_process(tiny_model_path, settings, tmp_path, django_capture_on_
     run = TrainingRun.objects.get(policy_version=v1)
     assert run.status == "succeeded" and run.metrics and "kl" in run.metrics[-1]
     assert EvalSample.objects.filter(policy_version=v1).count() == 1
+    assert_eval_samples_record_ended(task, v1)
     # New comparisons come from the new version.
     assert jobs.sample_comparisons(task.pk, v1.pk, 10) == 4
     assert Comparison.objects.filter(policy_version=v1).count() == 4
@@ -137,3 +132,92 @@ def test_interrupted_policy_run_resumes_and_publishes_once(tiny_model_path, sett
     assert version.episodes == 16
     assert PolicyVersion.objects.filter(task=task).count() == 2
     assert TrainingRun.objects.filter(task=task, kind="policy", status="succeeded").count() == 1
+
+
+def ends_under_the_rule(task, token_ids: list[int]) -> bool:
+    from training.ml.models import load_tokenizer
+    from training.ml.sampling import truncate_responses, truncation_token_ids
+
+    tokenizer = load_tokenizer(task.base_model)
+    mask, ended = truncate_responses(
+        torch.tensor([token_ids]),
+        truncation_token_ids(tokenizer, task.truncation_token),
+        task.truncation_min_position,
+        [tokenizer.eos_token_id],
+    )
+    return bool(ended[0]) and bool(mask.all())
+
+
+def assert_eval_samples_record_ended(task, version):
+    for sample in EvalSample.objects.filter(policy_version=version):
+        assert sample.ended is not None
+        assert sample.ended == ends_under_the_rule(task, sample.token_ids)
+
+
+def test_sample_comparisons_stores_only_responses_that_ended(tiny_model_path, caplog):
+    from training import jobs
+    from training.ml.models import load_tokenizer
+
+    task = tiny_task(tiny_model_path)
+    services.tick(task_id=task.pk)
+    v0 = selectors.promoted_policy(task_id=task.pk)
+    with caplog.at_level("INFO", logger="training.jobs"):
+        assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 4
+    tokenizer = load_tokenizer(task.base_model)
+    for comparison in Comparison.objects.filter(task=task):
+        assert comparison.sample_ended == [True] * 4
+        for ids, text in zip(comparison.sample_token_ids, comparison.samples, strict=True):
+            assert ends_under_the_rule(task, ids)
+            assert services.comparisons.clean_text(tokenizer.decode(ids)) == text
+    v0.refresh_from_db()
+    # Round 1 samples 4*K candidates for each of the 4 prompts; about a third end.
+    assert v0.candidates_sampled >= 4 * 16
+    assert 16 <= v0.candidates_ended < v0.candidates_sampled
+    line = next(r.getMessage() for r in caplog.records if "candidates" in r.getMessage())
+    assert f"4 comparisons of 4 ended responses from {v0.candidates_sampled} candidates" in line
+    assert f"({100 * v0.ended_fraction:.0f}% ended" in line
+
+
+def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, monkeypatch):
+    """A prompt dropped for want of K ended responses is replaced by another one in the same
+    job (the buffer fills), and every candidate counts for the version."""
+    from training import jobs
+    from training.ml import sampling
+
+    task = tiny_task(tiny_model_path)
+    services.tick(task_id=task.pk)
+    v0 = selectors.promoted_policy(task_id=task.pk)
+    calls: list[tuple[list, sampling.EndedSamples]] = []
+
+    def first_query_never_ends(model, tokenizer, queries, config, **kwargs):
+        result = sampling.sample_ended_comparisons(model, tokenizer, queries, config, **kwargs)
+        if not calls:
+            result.samples[0] = None  # as if it never ended
+        calls.append((list(queries), result))
+        return result
+
+    monkeypatch.setattr(jobs, "sample_ended_comparisons", first_query_never_ends)
+    assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 4
+    assert [len(queries) for queries, _ in calls] == [4, 1]
+    dropped = calls[0][0][0]  # the prompts' texts (they have no token ids yet)
+    assert dropped not in calls[1][0]
+    assert not Comparison.objects.filter(prompt__text=dropped).exists()
+    v0.refresh_from_db()
+    assert v0.candidates_sampled == sum(r.candidates for _, r in calls)
+    assert v0.candidates_ended == sum(r.ended for _, r in calls)
+
+
+def test_first_round_candidates_follow_the_version_ended_fraction():
+    from training import jobs
+
+    assert jobs.first_round_candidates(4, PolicyVersion(candidates_sampled=10)) is None
+    assert jobs.first_round_candidates(4, PolicyVersion(candidates_sampled=64)) == 32  # none
+    always = PolicyVersion(candidates_sampled=100, candidates_ended=100)
+    assert jobs.first_round_candidates(4, always) == 4
+    often = jobs.first_round_candidates(
+        4, PolicyVersion(candidates_sampled=100, candidates_ended=80)
+    )
+    third = jobs.first_round_candidates(
+        4, PolicyVersion(candidates_sampled=90, candidates_ended=30)
+    )
+    assert often is not None and third is not None and 4 < often < third <= 32

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labeling.models import Comparison
@@ -241,19 +242,77 @@ def test_sampling_deficit_and_create_comparisons(loop_task):
         query_token_ids=[1, 2],
         samples=["a", "b", "c", "d"],
         sample_token_ids=[[3], [4], [5], [6]],
+        sample_ended=[True] * 4,
     )
-    created = services.create_comparisons(task=loop_task, policy_version_id=v0.pk, sampled=[item])
+    counts = services.SamplingCounts(candidates=16, ended=6)
+    created = services.create_comparisons(
+        task=loop_task, policy_version_id=v0.pk, sampled=[item], counts=counts
+    )
     assert len(created) == 1 and created[0].policy_version_id == v0.pk
+    assert Comparison.objects.get(pk=created[0].pk).sample_ended == [True] * 4
     prompt.refresh_from_db()
     assert prompt.token_ids == [1, 2]
+    v0.refresh_from_db()
+    assert (v0.candidates_sampled, v0.candidates_ended, v0.ended_fraction) == (16, 6, 6 / 16)
     assert services.sampling_deficit(task=loop_task, policy_version_id=v0.pk, requested=10) == 2
     v1 = PolicyVersion.objects.create(task=loop_task, number=1, artifact_path="/x")
     services.promote_policy_version(version=v1)
-    # A superseded version samples nothing more.
+    # A superseded version samples nothing more; what it sampled still counts for it.
     assert services.sampling_deficit(task=loop_task, policy_version_id=v0.pk, requested=10) == 0
     assert (
-        services.create_comparisons(task=loop_task, policy_version_id=v0.pk, sampled=[item]) == []
+        services.create_comparisons(
+            task=loop_task, policy_version_id=v0.pk, sampled=[item], counts=counts
+        )
+        == []
     )
+    v0.refresh_from_db()
+    assert (v0.candidates_sampled, v0.candidates_ended) == (32, 12)
+    assert v1.ended_fraction is None  # not sampled yet
+
+
+def test_create_comparisons_refuses_samples_that_did_not_end(loop_task):
+    """Labelers see only responses that ended: nothing is stored, not even the counts."""
+    v0 = services.ensure_base_policy(task=loop_task)
+    prompt = PromptFactory(task=loop_task)
+    good = services.SampledComparison(
+        prompt_id=prompt.pk,
+        query_token_ids=[1],
+        samples=["a", "b", "c", "d"],
+        sample_token_ids=[[3], [4], [5], [6]],
+        sample_ended=[True] * 4,
+    )
+    for ended in ([True, True, False, True], [True, True, True]):
+        bad = services.SampledComparison(**{**good.__dict__, "sample_ended": ended})
+        with pytest.raises(ValueError, match="must have ended"):
+            services.create_comparisons(
+                task=loop_task,
+                policy_version_id=v0.pk,
+                sampled=[good, bad],
+                counts=services.SamplingCounts(candidates=8, ended=7),
+            )
+    assert not Comparison.objects.filter(task=loop_task).exists()
+    v0.refresh_from_db()
+    assert v0.candidates_sampled == 0
+
+
+def test_record_sampling_adds_up_and_checks_its_counts(loop_task):
+    v0 = services.ensure_base_policy(task=loop_task)
+    for candidates, ended in [(10, 3), (6, 6), (4, 0)]:
+        services.record_sampling(
+            policy_version_id=v0.pk,
+            counts=services.SamplingCounts(candidates=candidates, ended=ended),
+        )
+    v0.refresh_from_db()
+    assert (v0.candidates_sampled, v0.candidates_ended) == (20, 9)
+    for candidates, ended in [(4, 5), (4, -1)]:
+        with pytest.raises(ValueError):
+            services.record_sampling(
+                policy_version_id=v0.pk,
+                counts=services.SamplingCounts(candidates=candidates, ended=ended),
+            )
+    # The database holds the invariant too.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PolicyVersion.objects.filter(pk=v0.pk).update(candidates_ended=21)
 
 
 def test_tick_tops_the_buffer_up_at_half(loop_task):

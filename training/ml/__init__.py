@@ -20,6 +20,13 @@ Public API (stable; Celery tasks call these)::
                      config: SamplingConfig, generator: torch.Generator | None = None,
                      progress: Callable[[int, int], None] | None = None) -> list[Sample]
         # Sample(query, query_token_ids, responses, response_token_ids, ended)
+    sample_ended_comparisons(model, tokenizer, queries, config, generator=None,
+                             candidates: int | None = None,      # round 1, default 4*K
+                             max_rounds: int = 3, max_candidates: int | None = None,
+                             progress=None) -> EndedSamples
+        # K responses per query that all ended (what labelers see), re-sampling short queries;
+        # EndedSamples(samples: list[Sample | None], rounds) .candidates .ended .dropped .kept
+    candidates_for(need, ended_fraction, *, low, high, confidence=0.95) -> int
 
     # reward model: K-way softmax loss on best-of-K labels (paper-format dicts or LabelRecord)
     train_reward_model(labels, base: str, out_dir, config: RewardConfig | None = None,
@@ -67,6 +74,9 @@ _EXPORTS = {
     "PolicyWithValue": "models",
     "Sample": "sampling",
     "sample_responses": "sampling",
+    "sample_ended_comparisons": "sampling",
+    "EndedSamples": "sampling",
+    "candidates_for": "sampling",
     "LabelRecord": "reward",
     "RewardTrainResult": "reward",
     "read_labels_jsonl": "reward",

@@ -70,10 +70,22 @@ class RewardConfig:
     lora_rank: int = 0
     """0 trains the whole trunk; > 0 trains LoRA adapters of this rank plus the head."""
     lora_alpha: float = 16.0
+    trainable_layers: int = 0
+    """0 trains every layer (or LoRA, see ``lora_rank``); n > 0 freezes the embeddings and all but
+    the top n transformer blocks, which train with the final norm and the head. The frozen
+    trunk runs without building an autograd graph, so a label costs about a forward pass plus
+    the top blocks' backward: the CPU presets' way to afford thousands of labels."""
     warm_start: bool = False
     """Start from the previous reward model instead of the pretrained LM (CPU budgets)."""
-    holdout_fraction: float = 0.1
-    """Fraction of labels held out to report accuracy (0 disables)."""
+    replay_ratio: float = 1.0
+    """With ``warm_start``: a retrain passes over the labels that arrived since the previous
+    reward model plus at most ``replay_ratio`` times as many older labels drawn at random
+    (bounded replay). Without the bound every retrain would revisit every early label, about
+    20 times over a run of 20 retrains; with it a label is seen about 1 + replay_ratio times
+    in expectation. Ignored when training from the pretrained LM (the paper: all labels)."""
+    holdout_fraction: float = 0.0
+    """Fraction of labels held out to report accuracy (0: train on every label; online, the
+    loop reports prospective accuracy on labels that arrive after a model was trained)."""
     normalization_samples: int = 256
     """Samples of the original policy used to set gain and bias (mean 0, std 1)."""
     weight_decay: float = 0.0
@@ -91,6 +103,13 @@ class RewardConfig:
         _check(self.epochs >= 1, "epochs", "must be >= 1")
         _check(self.lora_rank >= 0, "lora_rank", "must be >= 0")
         _check(self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _check(self.trainable_layers >= 0, "trainable_layers", "must be >= 0")
+        _check(
+            not (self.trainable_layers and self.lora_rank),
+            "trainable_layers",
+            "cannot be combined with lora_rank (choose top blocks or LoRA)",
+        )
+        _check(self.replay_ratio >= 0, "replay_ratio", "must be >= 0")
         _check(0 <= self.holdout_fraction < 1, "holdout_fraction", "must be in [0, 1)")
         _check(self.normalization_samples >= 2, "normalization_samples", "must be >= 2")
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
@@ -102,8 +121,8 @@ class PPOConfig:
 
     batch_size: int = 512
     """Episodes (query, response) per PPO batch; also the KL controller's step size."""
-    minibatch_size: int = 64
-    """Episodes per optimizer step."""
+    minibatch_size: int = 512
+    """Episodes per optimizer step (the paper: the whole batch, 4 steps per batch)."""
     gradient_accumulation_steps: int = 1
     """Micro-batches per minibatch (micro-batch = minibatch_size / this)."""
     ppo_epochs: int = 4
@@ -123,7 +142,12 @@ class PPOConfig:
     adaptive_kl: bool = True
     """False keeps beta fixed at ``init_kl_coef``."""
     kl_target: float = 6.0
-    kl_horizon: int = 10_000
+    kl_horizon: int | None = None
+    """Episodes over which the adaptive controller may move beta by a factor of about
+    e^0.2 (beta <- beta * (1 + clip(KL / target - 1, +-0.2) * batch / horizon)). The paper
+    used 10,000 for runs of about a million episodes. ``None`` scales it to the run:
+    ``total_episodes / 10`` (at least one batch), so beta can move by up to e^2 over a run of
+    any length; a fixed 10,000 would leave beta where it started in a 2,048-episode run."""
     penalty_reward: float = -1.0
     """Score given to responses without a truncation token."""
     lora_rank: int = 0
@@ -131,6 +155,12 @@ class PPOConfig:
     reference is the same model with the adapter disabled."""
     lora_alpha: float = 16.0
     seed: int = 0
+
+    def horizon(self) -> int:
+        """The adaptive KL controller's horizon in episodes (see ``kl_horizon``)."""
+        if self.kl_horizon is not None:
+            return self.kl_horizon
+        return max(self.batch_size, self.total_episodes // 10)
 
     def validate(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -157,7 +187,7 @@ class PPOConfig:
         _check(0 <= self.lam <= 1, "lam", "must be in [0, 1]")
         _check(self.init_kl_coef >= 0, "init_kl_coef", "must be >= 0")
         _check(self.kl_target > 0, "kl_target", "must be > 0")
-        _check(self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
+        _check(self.kl_horizon is None or self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
         _check(self.lora_rank >= 0, "lora_rank", "must be >= 0")
         _check(self.lora_alpha > 0, "lora_alpha", "must be > 0")
 
@@ -243,8 +273,10 @@ def _from_dict(cls: Any, data: Any, path: str, start: Any = None) -> Any:
 def preset(name: str) -> TrainingConfig:
     """A named configuration: ``cpu-tiny``, ``cpu-small`` or ``paper``."""
     if name == "paper":
-        # Ziegler et al. 2019, stylistic continuation (GPT-2 774M on GPUs).
-        return TrainingConfig()
+        # Ziegler et al. 2019, stylistic continuation (GPT-2 774M on GPUs): PPO batches of 512
+        # episodes taken as one minibatch (4 optimizer steps per batch over 4 epochs), in 16
+        # micro-batches of 32 to fit memory; horizon 10,000 as in the reference code.
+        return TrainingConfig(ppo=PPOConfig(gradient_accumulation_steps=16, kl_horizon=10_000))
     if name == "cpu-small":
         # SmolLM2-135M on 2 cores: short queries/responses, LoRA, warm-started reward models.
         return TrainingConfig(
@@ -266,7 +298,6 @@ def preset(name: str) -> TrainingConfig:
                 ppo_epochs=2,
                 learning_rate=1e-4,
                 total_episodes=2048,
-                kl_horizon=10_000,
                 lora_rank=8,
             ),
         )
@@ -285,7 +316,6 @@ def preset(name: str) -> TrainingConfig:
                 ppo_epochs=2,
                 learning_rate=1e-3,
                 total_episodes=256,
-                kl_horizon=1000,
             ),
         )
     raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")

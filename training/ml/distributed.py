@@ -9,7 +9,7 @@ is a no-op and the code runs single-process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -55,13 +55,16 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def all_reduce_gradients(parameters: Iterable[nn.Parameter]) -> None:
+def all_reduce_gradients(parameters: Sequence[nn.Parameter]) -> None:
     """Sum gradients over ranks in one flat buffer (losses are pre-scaled by global sizes)."""
     if not dist.is_initialized():
         return
+    # A rank whose shard of a short last batch was empty has no gradients: it contributes
+    # zeros, so that every rank takes part in the same collective (else gloo/nccl hang).
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0

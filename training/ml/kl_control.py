@@ -39,6 +39,3 @@ class FixedKLController:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.value = float(state["value"])
-
-
-KLController = AdaptiveKLController | FixedKLController

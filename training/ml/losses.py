@@ -1,5 +1,6 @@
 """Pure loss and statistics helpers (no model, no state): K-way reward loss, GAE,
-whitening, PPO clipped losses, per-token KL-penalized rewards, reward normalization."""
+whitening, PPO clipped losses, per-token KL-penalized rewards and advantages, reward
+normalization."""
 
 from __future__ import annotations
 
@@ -97,6 +98,31 @@ def kl_penalized_rewards(
     last = (mask.sum(dim=1).long() - 1).clamp(min=0)  # (B,) index of the last response token
     rewards = rewards.scatter_add(1, last.unsqueeze(1), scores.unsqueeze(1).to(rewards.dtype))
     return rewards, kl
+
+
+def penalized_advantages(
+    logprobs: Tensor,
+    ref_logprobs: Tensor,
+    values: Tensor,
+    scores: Tensor,
+    mask: Tensor,
+    beta: float,
+    whiten_rewards: bool = True,
+    gamma: float = 1.0,
+    lam: float = 0.95,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """From a rollout to PPO's targets: per-token rewards -beta * KL plus the score at the last
+    kept token, rewards whitened without shifting their mean (statistics over kept tokens
+    only), GAE, whitened advantages. Tokens after a response's end (mask 0) take no part.
+
+    logprobs, ref_logprobs (policy at rollout, reference), values, mask: (B, T); scores: (B,).
+    Returns (advantages, returns, rewards, kl), each (B, T) and 0 where masked out.
+    """
+    rewards, kl = kl_penalized_rewards(logprobs * mask, ref_logprobs * mask, scores, mask, beta)
+    if whiten_rewards:
+        rewards = whiten(rewards, mask, shift_mean=False)
+    advantages, returns = gae(rewards, values * mask, mask, gamma, lam)
+    return whiten(advantages, mask), returns, rewards, kl
 
 
 def ppo_policy_loss(

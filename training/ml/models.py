@@ -153,6 +153,31 @@ def add_lora(model: nn.Module, rank: int, alpha: float) -> nn.Module:
     return get_peft_model(model, config)
 
 
+def transformer_blocks(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks (``model.layers`` in Llama-like models, ``h`` in GPT-2)."""
+    lm = causal_lm(model)
+    count = int(getattr(lm.config, "num_hidden_layers", 0) or lm.config.n_layer)
+    for module in lm.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"no stack of {count} transformer blocks in {type(lm).__name__}")
+
+
+def freeze_lower_layers(model: nn.Module, trainable: int) -> None:
+    """Leave only the top ``trainable`` blocks and the final norm trainable: the embeddings and
+    the lower blocks are frozen, so their forward pass records no autograd graph."""
+    blocks = transformer_blocks(model)
+    if not 1 <= trainable <= len(blocks):
+        raise ValueError(f"trainable layers must be in 1..{len(blocks)}, got {trainable}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    trunk = causal_lm(model).base_model
+    final_norms = [getattr(trunk, name) for name in ("norm", "ln_f") if hasattr(trunk, name)]
+    for module in [*blocks[len(blocks) - trainable :], *final_norms]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+
+
 def causal_lm(model: nn.Module) -> PreTrainedModel:
     """The transformers model inside a peft wrapper (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
@@ -192,7 +217,12 @@ def shared_prompt_hidden_states(
     Returns (hidden of each query's last token (B, H), hidden of response tokens (B*K, R, H)).
     """
     trunk = causal_lm(model).base_model
-    k = response_ids.shape[0] // query_ids.shape[0]
+    k, rest = divmod(response_ids.shape[0], query_ids.shape[0])
+    if rest or not k:
+        raise ValueError(
+            f"{response_ids.shape[0]} responses do not split evenly over "
+            f"{query_ids.shape[0]} queries"
+        )
     query_positions = (query_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, Tq)
     prompt = trunk(
         input_ids=query_ids,

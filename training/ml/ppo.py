@@ -29,13 +29,11 @@ from .config import PPOConfig, SamplingConfig
 from .kl_control import AdaptiveKLController, FixedKLController
 from .losses import (
     entropy_from_logits,
-    gae,
-    kl_penalized_rewards,
     logprobs_from_logits,
     masked_mean,
+    penalized_advantages,
     ppo_policy_loss,
     ppo_value_loss,
-    whiten,
 )
 from .models import (
     PolicyWithValue,
@@ -133,7 +131,7 @@ def train_policy(
         (lambda u: max(0.0, 1.0 - u / total_updates)) if config.lr_decay else (lambda u: 1.0),
     )
     kl_ctl: AdaptiveKLController | FixedKLController = (
-        AdaptiveKLController(config.init_kl_coef, config.kl_target, config.kl_horizon)
+        AdaptiveKLController(config.init_kl_coef, config.kl_target, config.horizon())
         if config.adaptive_kl
         else FixedKLController(config.init_kl_coef)
     )
@@ -225,13 +223,17 @@ def train_policy(
             del logits, ref_logits
 
             # 6. Per-token rewards (KL penalty + score), whitening, GAE, advantage whitening.
-            rewards, kl = kl_penalized_rewards(
-                old_logprobs, ref_logprobs, scores, mask, kl_ctl.value
-            )
-            if config.whiten_rewards:
-                rewards = whiten(rewards, mask, shift_mean=False)
-            advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
-            advantages = whiten(advantages, mask)
+            advantages, returns, _, kl = penalized_advantages(
+                old_logprobs,
+                ref_logprobs,
+                old_values,
+                scores,
+                mask,
+                kl_ctl.value,
+                config.whiten_rewards,
+                config.gamma,
+                config.lam,
+            )  # (b, R) each
 
         # 7. PPO epochs over shuffled minibatches, with gradient accumulation.
         totals: dict[str, float] = {}

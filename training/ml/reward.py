@@ -4,7 +4,10 @@ Label handling: a record whose ``best`` is an index in [0, K) is a K-way label. 
 null, negative or missing (skip / "none acceptable") carries no ranking among the K, so
 it is left out of the K-way loss and counted in ``metrics["labels_skipped"]``.
 Each retrain starts from the pretrained LM (``init_from`` warm-starts from a previous reward
-model instead) and makes ``epochs`` passes (default one) with linearly decayed LR.
+model instead) and makes ``epochs`` passes (default one) with linearly decayed LR. A caller
+that warm-starts passes the labels new since the previous model plus a bounded replay of older
+ones (:func:`bounded_replay`), so early labels are not revisited at every retrain. Batches hold
+one K each (labels from before and after an edit of a task's K never share a batch).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -30,6 +33,7 @@ from .models import (
     RewardModel,
     add_lora,
     atomic_directory,
+    freeze_lower_layers,
     load_model,
     load_tokenizer,
     merged_copy,
@@ -37,6 +41,7 @@ from .models import (
 from .sampling import encode_queries, pad_left, pad_right, sample_responses
 
 ProgressCallback = Callable[[int, int], None]
+T = TypeVar("T")
 HEAD_FILE, META_FILE, LM_DIR = "reward_head.safetensors", "reward.json", "model"
 
 
@@ -106,6 +111,10 @@ def _encode(
 
 
 def _collate(examples: Sequence[_Example], pad_id: int) -> tuple[Tensor, ...]:
+    ks = {len(e.response_ids) for e in examples}
+    if len(ks) > 1:
+        # Rows b*K..b*K+K-1 must continue query b: one K per batch (see _batches).
+        raise ValueError(f"a reward batch mixes K = {sorted(ks)}")
     query_ids, query_mask = pad_left([e.query_ids for e in examples], pad_id)  # (B, Tq)
     flat = [r for e in examples for r in e.response_ids]
     response_ids, response_mask = pad_right(flat, pad_id)  # (B*K, R)
@@ -120,6 +129,32 @@ def _kway_rewards(model: RewardModel, batch: tuple[Tensor, ...]) -> Tensor:
     return raw.view(query_ids.shape[0], -1)  # (B, K)
 
 
+def _batches(
+    examples: Sequence[_Example], size: int, seed: int | None = None
+) -> list[list[_Example]]:
+    """Batches of at most ``size`` examples with one K each (a task's K may have been edited
+    between labels); with a ``seed`` the batch order is shuffled."""
+    by_k: dict[int, list[_Example]] = {}
+    for example in examples:
+        by_k.setdefault(len(example.response_ids), []).append(example)
+    batches = [
+        group[start : start + size]
+        for _, group in sorted(by_k.items())
+        for start in range(0, len(group), size)
+    ]
+    if seed is not None:
+        random.Random(seed).shuffle(batches)
+    return batches
+
+
+def bounded_replay(old: Sequence[T], fresh: Sequence[T], ratio: float, seed: int) -> list[T]:
+    """A warm-started retrain's training set: every fresh item plus at most
+    ``floor(ratio * len(fresh))`` old items drawn without replacement (in their order)."""
+    count = min(len(old), math.floor(ratio * len(fresh)))
+    chosen = sorted(random.Random(seed).sample(range(len(old)), count))
+    return [old[i] for i in chosen] + list(fresh)
+
+
 def _build_reward_model(
     base: str, init_from: str | Path | None, config: RewardConfig
 ) -> RewardModel:
@@ -128,6 +163,8 @@ def _build_reward_model(
     else:
         torch.manual_seed(config.seed)
         model = RewardModel(load_model(base))
+    if config.trainable_layers:
+        freeze_lower_layers(model.lm, config.trainable_layers)
     if config.lora_rank:
         model.lm = add_lora(model.lm, config.lora_rank, config.lora_alpha)
         for parameter in model.head.parameters():
@@ -144,14 +181,35 @@ def evaluate(
     if not examples:
         return {}
     loss = accuracy = 0.0
-    for start in range(0, len(examples), batch_size):
-        batch = _collate(examples[start : start + batch_size], pad_id)
+    for chunk in _batches(examples, batch_size):
+        batch = _collate(chunk, pad_id)
         rewards = _kway_rewards(model, batch)
         n = rewards.shape[0]
         best = batch[-1].to(rewards.device)
         loss += kway_reward_loss(rewards, best).item() * n
         accuracy += kway_accuracy(rewards, best).item() * n
     return {"loss": loss / len(examples), "accuracy": accuracy / len(examples)}
+
+
+def evaluate_reward_model(
+    directory: str | Path,
+    labels: Sequence[LabelRecord | dict[str, Any]],
+    sampling: SamplingConfig | None = None,
+) -> dict[str, float]:
+    """K-way accuracy and loss of a saved reward model on labels (e.g. those that arrived after
+    it was trained: its prospective accuracy); skips and "none acceptable" are left out.
+    Returns {"labels": n, "accuracy": ..., "loss": ...} ({"labels": 0} without usable labels)."""
+    records = [r if isinstance(r, LabelRecord) else LabelRecord.from_dict(r) for r in labels]
+    usable = [r for r in records if r.best is not None]
+    if not usable:
+        return {"labels": 0.0}
+    model, tokenizer, _ = load_reward_model(directory)
+    examples = [_encode(r, tokenizer, sampling or SamplingConfig()) for r in usable]
+    return {"labels": float(len(examples)), **evaluate(model, examples, _pad_id(tokenizer))}
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    return int(tokenizer.pad_token_id or 0)
 
 
 def train_reward_model(
@@ -186,17 +244,17 @@ def train_reward_model(
         raise ValueError("no usable labels to train on")
     model = _build_reward_model(base, init_from, config)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    epochs = [_batches(train, config.batch_size, config.seed + e) for e in range(config.epochs)]
+    total_steps = sum(len(batches) for batches in epochs)
     optimizer = torch.optim.AdamW(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
     train_loss = train_accuracy = 0.0
-    tokens = 0
-    for epoch in range(config.epochs):
-        for step in range(steps_per_epoch):
-            batch_examples = train[step * config.batch_size : (step + 1) * config.batch_size]
+    tokens, step = 0, 0
+    for batches in epochs:
+        for batch_examples in batches:
+            # Every rank joins the gradient sum, even with an empty shard (a short last batch).
             mine = distributed.shard(batch_examples)
             for start in range(0, len(mine), config.micro_batch_size):
                 micro = mine[start : start + config.micro_batch_size]
@@ -212,8 +270,9 @@ def train_reward_model(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            step += 1
             if progress is not None:
-                progress(epoch * steps_per_epoch + step + 1, total_steps)
+                progress(step, total_steps)
     seen = torch.tensor(
         [train_loss, train_accuracy, float(tokens)], dtype=torch.float64, device=model.device
     )

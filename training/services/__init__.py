@@ -3,7 +3,9 @@
 from training.services.comparisons import (
     EvalRow,
     SampledComparison,
+    SamplingCounts,
     create_comparisons,
+    record_sampling,
     sampling_deficit,
     store_comparison_scores,
     store_eval_samples,
@@ -25,6 +27,7 @@ from training.services.versions import (
     promote_policy_version,
     publish_policy_version,
     publish_reward_model_version,
+    record_prospective_accuracy,
     retire_superseded_comparisons,
     rollback_policy,
 )
@@ -32,6 +35,7 @@ from training.services.versions import (
 __all__ = [
     "EvalRow",
     "SampledComparison",
+    "SamplingCounts",
     "TickResult",
     "VersionError",
     "append_run_metrics",
@@ -44,6 +48,8 @@ __all__ = [
     "publish_policy_version",
     "publish_reward_model_version",
     "reap_stale_runs",
+    "record_prospective_accuracy",
+    "record_sampling",
     "retire_superseded_comparisons",
     "rollback_policy",
     "sampling_deficit",

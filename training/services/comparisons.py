@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 
 from labeling.models import Comparison, Prompt, Task
 from training import selectors
@@ -18,6 +19,16 @@ class SampledComparison:
     query_token_ids: list[int]
     samples: list[str]
     sample_token_ids: list[list[int]]
+    sample_ended: list[bool]
+    """Per sample: ended under the truncation rule (labelers see only ended samples)."""
+
+
+@dataclass(frozen=True)
+class SamplingCounts:
+    """Responses sampled from a policy version (kept or not) and how many of them ended."""
+
+    candidates: int
+    ended: int
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class EvalRow:
     text: str
     token_ids: list[int]
     reward: float | None
+    ended: bool | None = None
 
 
 def clean_text(text: str) -> str:
@@ -51,11 +63,35 @@ def sampling_deficit(*, task: Task, policy_version_id: int, requested: int) -> i
 
 
 @transaction.atomic
+def record_sampling(*, policy_version_id: int, counts: SamplingCounts) -> None:
+    """Add a sampling job's candidates and ended responses to the version's counters (one
+    UPDATE with F() expressions: concurrent jobs add up, none is lost)."""
+    if not 0 <= counts.ended <= counts.candidates:
+        raise ValueError(f"ended ({counts.ended}) must be in 0..candidates ({counts.candidates})")
+    PolicyVersion.objects.filter(pk=policy_version_id).update(
+        candidates_sampled=F("candidates_sampled") + counts.candidates,
+        candidates_ended=F("candidates_ended") + counts.ended,
+    )
+
+
+@transaction.atomic
 def create_comparisons(
-    *, task: Task, policy_version_id: int, sampled: Sequence[SampledComparison]
+    *,
+    task: Task,
+    policy_version_id: int,
+    sampled: Sequence[SampledComparison],
+    counts: SamplingCounts | None = None,
 ) -> list[Comparison]:
-    """Store sampled comparisons (nothing when the version is no longer promoted). Prompts
-    without token ids get the query ids the model saw, so nothing is re-tokenized later."""
+    """Store sampled comparisons (nothing when the version is no longer promoted), and in the
+    same transaction the job's sampling ``counts`` (recorded either way: they describe the
+    version). Labelers see only responses that ended: a sample that did not end is a
+    ValueError. Prompts without token ids get the query ids the model saw, so nothing is
+    re-tokenized later."""
+    for item in sampled:
+        if len(item.sample_ended) != len(item.samples) or not all(item.sample_ended):
+            raise ValueError(f"prompt {item.prompt_id}: every sample must have ended")
+    if counts is not None:
+        record_sampling(policy_version_id=policy_version_id, counts=counts)
     promoted = PolicyVersion.objects.filter(
         pk=policy_version_id, task=task, status=VersionStatus.PROMOTED
     ).exists()
@@ -72,6 +108,7 @@ def create_comparisons(
             k=len(item.samples),
             samples=[clean_text(t) for t in item.samples],
             sample_token_ids=[list(ids) for ids in item.sample_token_ids],
+            sample_ended=[bool(e) for e in item.sample_ended],
             policy_version_id=policy_version_id,
             overlap=task.labels_per_comparison,
             open_slots=task.labels_per_comparison,
@@ -110,6 +147,7 @@ def store_eval_samples(
             text=clean_text(row.text),
             token_ids=row.token_ids,
             reward=row.reward,
+            ended=row.ended,
             reward_model_version_id=reward_model_version_id,
         )
         for row in rows

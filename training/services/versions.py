@@ -131,10 +131,12 @@ def publish_reward_model_version(
     bias: float,
     label_ids: Sequence[int],
     metrics: dict[str, Any],
+    label_count: int | None = None,
 ) -> RewardModelVersion | None:
     """Create the version of a finished reward-model run and finish the run, in one
     transaction (the artifact is already fully written). Idempotent: a run that is no longer
-    running publishes nothing and its existing version (or None) is returned."""
+    running publishes nothing and its existing version (or None) is returned. ``label_ids`` are
+    the labels trained on; ``label_count`` (default: their number) the labels that existed."""
     run = _locked_running_run(run_id)
     if run is None:
         return None
@@ -149,7 +151,7 @@ def publish_reward_model_version(
         artifact_path=artifact_path,
         gain=gain,
         bias=bias,
-        label_count=len(label_ids),
+        label_count=len(label_ids) if label_count is None else label_count,
         metrics=metrics,
     )
     version.labels_used.add(*label_ids)
@@ -198,3 +200,24 @@ def publish_policy_version(
     run.reward_model_version_id = reward_model_version_id
     run.save(update_fields=["status", "finished_at", "policy_version", "reward_model_version"])
     return version
+
+
+@transaction.atomic
+def record_prospective_accuracy(
+    *, version_id: int, labels: int, accuracy: float | None, loss: float | None
+) -> None:
+    """Store a reward-model version's accuracy on the labels that arrived after it was trained
+    (read-modify-write of its metrics under a row lock)."""
+    versions = RewardModelVersion.objects.filter(pk=version_id)
+    if connection.features.has_select_for_update:
+        versions = versions.select_for_update()
+    version = versions.first()
+    if version is None:
+        return
+    version.metrics = {
+        **(version.metrics or {}),
+        "prospective_labels": labels,
+        "prospective_accuracy": accuracy,
+        "prospective_loss": loss,
+    }
+    version.save(update_fields=["metrics"])

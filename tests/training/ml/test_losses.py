@@ -110,3 +110,31 @@ def test_reward_normalization_gain_bias():
     normalized = raw.double() * gain + bias
     assert normalized.mean().item() == pytest.approx(0.0, abs=1e-9)
     assert normalized.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_penalized_advantages_ignore_tokens_after_the_end():
+    """Whatever a rollout holds after a response's end (mask 0) changes nothing."""
+    from training.ml.losses import penalized_advantages
+
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
+    logp, ref, values = (torch.randn(3, 5) for _ in range(3))
+    scores = torch.tensor([1.0, -0.5, 2.0])
+
+    def garbage(t):
+        return torch.where(mask.bool(), t, torch.randn_like(t) * 100)
+
+    clean = penalized_advantages(logp * mask, ref * mask, values * mask, scores, mask, 0.1)
+    dirty = penalized_advantages(garbage(logp), garbage(ref), garbage(values), scores, mask, 0.1)
+    for a, b in zip(clean, dirty, strict=True):
+        torch.testing.assert_close(a, b)
+        assert (a[mask == 0] == 0).all()
+    advantages, _, rewards, kl = clean
+    # The score sits at each response's last kept token; the KL is policy minus reference.
+    torch.testing.assert_close(kl, (logp - ref) * mask)
+    assert advantages[mask.bool()].mean().abs() < 1e-6  # whitened over kept tokens only
+    kept = rewards[mask.bool()]
+    raw = (-0.1 * (logp - ref) * mask).scatter_add(
+        1, torch.tensor([[2], [4], [0]]), scores[:, None]
+    )
+    assert kept.mean().item() == pytest.approx(raw[mask.bool()].mean().item(), abs=1e-5)
