@@ -10,8 +10,10 @@ A task configures it with its ``schedule`` JSON: ``n0``, ``n``, ``episodes`` (N_
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from training.ml.config import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,8 @@ class Schedule:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Schedule:
         """Validated schedule from a task's JSON; missing keys take the defaults."""
-        data = data or {}
-        if not isinstance(data, dict):
-            raise ValueError("schedule: expected an object")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"schedule.{unknown[0]}: unknown key (known: {', '.join(known)})")
-        for name, value in data.items():
-            expected = bool if known[name].type in ("bool", bool) else int
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ValueError(f"schedule.{name}: expected {expected.__name__}, got {value!r}")
-        return cls(**data)
+        schedule: Schedule = dataclass_from_dict(cls, data or {}, "schedule")
+        return schedule
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

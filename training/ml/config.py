@@ -212,7 +212,7 @@ class TrainingConfig:
         """Build and validate from JSON-like data; missing keys come from ``base``
         (a preset name or a config; default: the dataclass defaults)."""
         start = preset(base) if isinstance(base, str) else base
-        config = _from_dict(cls, data, "", start)
+        config = dataclass_from_dict(cls, data, "", start)
         config.validate()
         return config
 
@@ -242,7 +242,12 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return False
 
 
-def _from_dict(cls: Any, data: Any, path: str, start: Any = None) -> Any:
+def dataclass_from_dict(cls: Any, data: Any, path: str = "", start: Any = None) -> Any:
+    """An instance of the dataclass ``cls`` from JSON-like ``data``: unknown keys and values
+    of the wrong type raise ValueError naming the dotted path (``path`` prefixes it); nested
+    dataclass fields recurse; a missing key takes its value from ``start`` (an instance) or
+    the field's default. The dataclass's own checks (``__post_init__``) still apply; a
+    ``validate()`` method is the caller's to run."""
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'config'}: expected an object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -257,11 +262,12 @@ def _from_dict(cls: Any, data: Any, path: str, start: Any = None) -> Any:
         annotation = hints[name]
         default = getattr(start, name) if start is not None else None
         if dataclasses.is_dataclass(annotation):
-            kwargs[name] = _from_dict(annotation, data.get(name, {}), dotted, default)
+            kwargs[name] = dataclass_from_dict(annotation, data.get(name, {}), dotted, default)
         elif name in data:
             value = data[name]
             if not _type_ok(value, annotation):
-                raise ValueError(f"{dotted}: expected {annotation}, got {value!r}")
+                expected = getattr(annotation, "__name__", str(annotation))
+                raise ValueError(f"{dotted}: expected {expected}, got {value!r}")
             if annotation is float:
                 value = float(value)
             kwargs[name] = value
