@@ -231,6 +231,7 @@ class ComparisonAdmin(admin.ModelAdmin):
         "k",
         "samples",
         "sample_token_ids",
+        "sample_ended",
         "policy_version",
         "overlap",
         "open_slots",

@@ -1,5 +1,5 @@
 """A task's training settings (its ``training_settings`` and ``schedule`` JSON): validation
-for the admin form and the worker's resolved configuration. Torch-free.
+for the admin form and the worker's resolved configuration. Torch-free and Django-free.
 
 ``training_settings`` is ``{"preset"?: name, "sampling"?: {...}, "reward"?: {...},
 "ppo"?: {...}}``, checked by the :mod:`training.ml.config` dataclasses; ``schedule`` by
@@ -8,11 +8,14 @@ for the admin form and the worker's resolved configuration. Torch-free.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from labeling.models import Task
 from training.ml.config import PRESETS, TrainingConfig
 from training.schedule import Schedule
+
+if TYPE_CHECKING:  # importable without Django (the demo's make_comparisons script)
+    from labeling.models import Task
 
 DEFAULT_PRESET = "cpu-small"
 """The preset a task's training settings build on when they name none (worker side)."""
@@ -40,18 +43,36 @@ def validate_schedule(data: Any) -> None:
     Schedule.from_dict(data)
 
 
+TASK_FIELDS = (
+    "training_settings",
+    "k",
+    "query_length",
+    "response_length",
+    "temperature",
+    "truncation_token",
+    "truncation_min_position",
+)
+"""The task fields a training configuration is built from."""
+
+
 def training_config(task: Task) -> TrainingConfig:
     """The task's training settings over their preset, with the task's own generation
     fields (K, lengths, temperature, truncation) taking precedence."""
-    base, data = _split_preset(task.training_settings or {})
+    return config_from_task_fields({name: getattr(task, name) for name in TASK_FIELDS})
+
+
+def config_from_task_fields(fields: Mapping[str, Any]) -> TrainingConfig:
+    """``training_config`` from the task's field values by name (a task not in the database,
+    e.g. the demo's settings in a script without Django)."""
+    base, data = _split_preset(fields.get("training_settings") or {})
     sampling = dict(data.get("sampling") or {})
     sampling.update(
-        k=task.k,
-        query_length=task.query_length,
-        response_length=task.response_length,
-        temperature=task.temperature,
-        truncate_token=task.truncation_token or None,
-        truncate_after=task.truncation_min_position,
+        k=fields["k"],
+        query_length=fields["query_length"],
+        response_length=fields["response_length"],
+        temperature=fields["temperature"],
+        truncate_token=fields["truncation_token"] or None,
+        truncate_after=fields["truncation_min_position"],
     )
     data["sampling"] = sampling
     return TrainingConfig.from_dict(data, base=base or DEFAULT_PRESET)

@@ -1,19 +1,28 @@
+import json
+
 import pytest
 from django.core.management import call_command
 
 from labeling.models import Comparison, Prompt, Task
-from research.demo.data import DEMO_TASK_NAME, DEMO_USERS
+from research.demo.data import (
+    COMPARISONS_FILE,
+    DEMO_TASK_NAME,
+    DEMO_TASK_SETTINGS,
+    DEMO_USERS,
+    PROMPTS_FILE,
+)
 from training.models import PolicyVersion
 
-pytestmark = pytest.mark.django_db
 
-
+@pytest.mark.django_db
 def test_load_demo_creates_a_ready_task_and_is_idempotent(client):
     call_command("load_demo")
     call_command("load_demo")  # a second run refreshes logins and duplicates nothing
     task = Task.objects.get(name=DEMO_TASK_NAME)
     assert task.status == Task.Status.ACTIVE
     assert Comparison.objects.filter(task=task, status="open").count() == 60
+    ended = Comparison.objects.filter(task=task).values_list("sample_ended", flat=True)
+    assert list(ended) == [[True] * task.k] * 60  # labelers see only responses that ended
     assert Prompt.objects.filter(task=task, split="train", token_ids__isnull=False).count() == 60
     assert Prompt.objects.filter(task=task, split="eval").count() == 8
     base = PolicyVersion.objects.get(task=task, number=0)
@@ -29,3 +38,61 @@ def test_load_demo_creates_a_ready_task_and_is_idempotent(client):
         response = client.get("/admin/")
         assert (response.status_code == 200) == (user.role == "researcher")
         client.logout()
+
+
+# --- the shipped comparisons: K responses each, all ended under the demo task's rule ---------
+
+
+def shipped_comparisons() -> list[dict]:
+    return [json.loads(line) for line in COMPARISONS_FILE.read_text().splitlines() if line]
+
+
+def test_shipped_comparisons_follow_the_demo_task_settings():
+    """One comparison per demo prompt, K samples each, all marked ended, each long enough to
+    have ended at or after the minimum position and most cut at the truncation token (the
+    rest at EOS); no torch needed (the rule itself is checked on the token ids below)."""
+    settings = DEMO_TASK_SETTINGS
+    k, cut = settings["k"], settings["truncation_token"]
+    cut_at_token = total = 0
+    prompts = [json.loads(line) for line in PROMPTS_FILE.read_text().splitlines() if line]
+    rows = shipped_comparisons()
+    assert [r["prompt_id"] for r in rows] == [p["id"] for p in prompts]
+    assert [r["prompt"] for r in rows] == [p["text"] for p in prompts]
+    for row in rows:
+        assert row["policy_version"] == 0
+        assert row["sample_ended"] == [True] * k
+        assert len(row["samples"]) == len(row["sample_token_ids"]) == k
+        assert 0 < len(row["prompt_token_ids"]) <= settings["query_length"]
+        for text, ids in zip(row["samples"], row["sample_token_ids"], strict=True):
+            assert settings["truncation_min_position"] < len(ids) <= settings["response_length"]
+            cut_at_token += text.endswith(cut)
+            total += 1
+    assert cut_at_token >= 0.9 * total
+
+
+@pytest.mark.slow
+def test_shipped_comparisons_ended_under_the_truncation_rule():
+    """Recomputed on the token ids with the embedded model's tokenizer: every sample ended,
+    nothing follows its end, its text is its decoded ids, and each prompt's ids are what the
+    demo task's query length keeps (what the model saw)."""
+    torch = pytest.importorskip("torch")
+    from training.ml.models import load_tokenizer
+    from training.ml.sampling import encode_queries, truncate_responses, truncation_token_ids
+
+    settings = DEMO_TASK_SETTINGS
+    tokenizer = load_tokenizer(str(settings["base_model"]))
+    cut_ids = truncation_token_ids(tokenizer, str(settings["truncation_token"]))
+    for row in shipped_comparisons():
+        assert (
+            row["prompt_token_ids"]
+            == encode_queries(tokenizer, [row["prompt"]], int(settings["query_length"]))[0]
+        )
+        for text, ids in zip(row["samples"], row["sample_token_ids"], strict=True):
+            assert tokenizer.decode(ids) == text
+            mask, ended = truncate_responses(
+                torch.tensor([ids]),
+                cut_ids,
+                int(settings["truncation_min_position"]),
+                [tokenizer.eos_token_id],
+            )
+            assert bool(ended[0]) and bool(mask.all()), (row["prompt_id"], text)
