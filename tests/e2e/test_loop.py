@@ -22,7 +22,7 @@ import pytest
 from labeling.models import Comparison, Label
 from labeling.simulation import RunOptions, ensure_simulated_labelers, run_simulation
 from tests.factories import UserFactory
-from tests.training.conftest import tiny_task
+from tests.training.conftest import save_tiny_model, tiny_task
 from training import services
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
@@ -33,13 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory) -> str:
     pytest.importorskip("torch")
-    from tests.training.ml.conftest import build_model, build_tokenizer
-
-    directory = tmp_path_factory.mktemp("e2e-tiny-model")
-    tokenizer = build_tokenizer()
-    build_model(len(tokenizer)).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+    # About a third of its responses end under the task's rule: labelers see only those.
+    return save_tiny_model(tmp_path_factory.mktemp("e2e-tiny-model"))
 
 
 @pytest.fixture
@@ -173,6 +168,9 @@ def test_labels_lead_to_a_new_policy_and_its_comparisons(tiny_model_path, worker
         return comparison and comparison.policy_version
 
     version = wait_for(new_policy_comparisons, 200, "comparisons from policy v1", workers)
+    assert not Comparison.objects.filter(task=task).exclude(sample_ended=[True] * 4).exists()
+    version.refresh_from_db()
+    assert version.candidates_ended > 0  # the sampling job counted what it sampled
     options.deadline = time.monotonic()  # the labelers stop
     labelers.join(timeout=30)
 
