@@ -1,21 +1,29 @@
 """The paper's mock-sentiment check, online, on the embedded model (CPU budget).
 
-A simulated labeler prefers the most positive sample by VADER (labeling.simulation); the full
-loop runs through a real Celery worker (reward-model retrains at the schedule's thresholds, PPO
-chunks, new comparisons from each promoted version). Reported: mean VADER sentiment of policy
-samples on eval prompts before and after, the KL to the original policy (PPO's measure at the
-last batch), reward-model held-out accuracy per version, labels used, wall time; and PPO trained
-directly on the true VADER score for the same episodes (the upper bound), as a ratio of gains.
+A simulated labeler prefers the most positive of K samples by VADER (labeling.simulation);
+the full loop runs through a real Celery worker (reward-model retrains at the schedule's
+thresholds, PPO chunks, new comparisons from each promoted version, only responses that ended).
+The task uses the shipped ``cpu-small`` preset as it is (only the seeds change with --seed).
 
-    (DATABASE_URL defaults to .../preferenceloop_bench_loop on 127.0.0.1)
-    .venv/bin/python bench/mock_sentiment.py        # the recorded run: 600 labels, ~30 min
-    ... --labels 96 --n0 32 --episodes 64 --chunk 32 --retrains 2          # a short check
+Reported: mean VADER sentiment of policy samples on held-out (eval) prompts before and after,
+each with its standard error over ``--eval-samples`` samples; PPO trained directly on the true
+VADER score for the same episodes (the upper bound) and the ratio of gains; the KL to the
+original policy; each reward model's prospective accuracy (on the labels that arrived after it
+was trained) against its label count; the fraction of labels whose best sample was tied; wall
+time. Figures and commands: bench/README.md.
+
+    (DATABASE_URL defaults to .../preferenceloop_bench_loop on 127.0.0.1; Redis on loopback)
+    OMP_NUM_THREADS=1 .venv/bin/python bench/mock_sentiment.py --seed 0
+    ... --labels 96 --n0 32 --episodes 64 --chunk 32 --retrains 2 --eval-samples 32  # a check
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import statistics
 import tempfile
 import threading
 import time
@@ -23,13 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from label_to_policy import DEFAULT_DB, label_one, prepare_environment, start_worker, wait
-
-# The settings of the recorded run (bench/README.md): the cpu-small preset with learning rates
-# that move a LoRA policy and reward model within a 60-minute CPU budget.
-RECORDED_SETTINGS = (
-    '{"preset": "cpu-small", "reward": {"learning_rate": 0.0005},'
-    ' "ppo": {"learning_rate": 0.0003, "ppo_epochs": 4}}'
-)
 
 OPENINGS = [
     "The weather this morning",
@@ -75,20 +76,31 @@ OPENINGS = [
 ]
 
 
-def sentiment_of_version(path: str, prompts: list[str], config: Any, n: int) -> float:
+def sentiment_of_version(
+    path: str, prompts: list[str], config: Any, n: int, seed: int
+) -> dict[str, float]:
+    """Mean VADER compound of ``n`` samples from the model at ``path`` on ``prompts`` (K per
+    prompt pass), its standard error, and the fraction of samples that ended."""
+    import torch
+
     from labeling.textstats import sentiment
     from training.ml.models import load_model, load_tokenizer
     from training.ml.sampling import sample_responses
 
     model, tokenizer = load_model(path), load_tokenizer(path)
-    queries = [prompts[i % len(prompts)] for i in range(n)]
-    import torch
-
+    k = config.k
+    queries = [prompts[i % len(prompts)] for i in range(math.ceil(n / k))]
     samples = sample_responses(
-        model, tokenizer, queries, config, generator=torch.Generator().manual_seed(1234)
+        model, tokenizer, queries, config, generator=torch.Generator().manual_seed(1234 + seed)
     )
-    texts = [r for s in samples for r in s.responses][:n]
-    return sum(sentiment(t) for t in texts) / len(texts)
+    scores = [sentiment(r) for s in samples for r in s.responses][:n]
+    ended = [e for s in samples for e in s.ended][:n]
+    return {
+        "mean": statistics.fmean(scores),
+        "se": statistics.stdev(scores) / math.sqrt(len(scores)),
+        "n": len(scores),
+        "ended": sum(ended) / len(ended),
+    }
 
 
 class VaderScorer:
@@ -106,28 +118,47 @@ class VaderScorer:
         return torch.tensor([sentiment(t) * 3 for t in texts])  # ~ unit-variance scale
 
 
+def tied_fraction(task: Any) -> float:
+    """Labels whose comparison's highest VADER score is shared by two or more samples."""
+    from labeling.textstats import sentiment
+
+    ties = total = 0
+    for label in task.labels.select_related("comparison"):
+        scores = [sentiment(s) for s in label.comparison.samples]
+        ties += scores.count(max(scores)) > 1
+        total += 1
+    return ties / max(1, total)
+
+
+def gain(after: dict[str, float], before: dict[str, float]) -> tuple[float, float]:
+    """Difference of two independent means and its standard error."""
+    return after["mean"] - before["mean"], math.hypot(after["se"], before["se"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--model", default="embedded:smollm2-135m")
-    parser.add_argument("--labels", type=int, default=600, help="label budget (N), <= 2000")
+    parser.add_argument("--labels", type=int, default=1000, help="label budget (N), <= 2000")
     parser.add_argument("--n0", type=int, default=64)
-    parser.add_argument("--episodes", type=int, default=512)
+    parser.add_argument("--episodes", type=int, default=1024)
     parser.add_argument("--chunk", type=int, default=128)
-    parser.add_argument("--retrains", type=int, default=5)
-    parser.add_argument("--eval-samples", type=int, default=64)
-    parser.add_argument("--minutes", type=float, default=40, help="give up after this")
+    parser.add_argument("--retrains", type=int, default=8)
+    parser.add_argument("--eval-samples", type=int, default=256)
+    parser.add_argument("--minutes", type=float, default=90, help="give up after this")
+    parser.add_argument("--seed", type=int, default=0, help="the seeds of labeler, RM and PPO")
     parser.add_argument("--skip-upper-bound", action="store_true")
     parser.add_argument(
-        "--settings",
-        default=RECORDED_SETTINGS,
-        help="the task's training settings (JSON), e.g. to raise PPO's learning rate",
+        "--settings", default='{"preset": "cpu-small"}', help="the task's training settings"
     )
     args = parser.parse_args()
     assert args.labels <= 2000
     started = time.monotonic()
     deadline = started + args.minutes * 60
+    settings = json.loads(args.settings)
+    for part in ("reward", "ppo"):
+        settings.setdefault(part, {})["seed"] = args.seed
     with tempfile.TemporaryDirectory(prefix="mock-sentiment-") as tmp:
         work = Path(tmp)
         prepare_environment(args.database_url, args.broker, work / "artifacts")
@@ -141,7 +172,7 @@ def main() -> None:
         from training.task_settings import training_config
 
         task = Task.objects.create(
-            name=f"mock sentiment {time.time():.0f}",
+            name=f"mock sentiment {time.time():.0f} seed {args.seed}",
             status="active",
             base_model=args.model,
             k=4,
@@ -150,7 +181,7 @@ def main() -> None:
             truncation_min_position=4,
             temperature=0.7,
             label_budget=args.labels,
-            training_settings=json.loads(args.settings),
+            training_settings=settings,
             schedule={
                 "n0": args.n0,
                 "n": args.labels,
@@ -170,7 +201,7 @@ def main() -> None:
         def label_forever() -> None:
             import random
 
-            rng = random.Random(0)
+            rng = random.Random(args.seed)
             while not stop.is_set():
                 if task.labels.count() >= args.labels or not label_one(
                     task, labeler, lambda p, s: prefer_sentiment(p, s, rng)
@@ -187,55 +218,68 @@ def main() -> None:
                 return bool(head and head.episodes >= args.episodes) or time.monotonic() > deadline
 
             wait(finished, args.minutes * 60 + 60, "the end of PPO")
-            stop.set()
         finally:
             stop.set()
             worker.terminate()
             worker.wait(timeout=60)
+            print((work / "worker.log").read_text()[-3000:])
         loop_seconds = time.monotonic() - started
         config = training_config(task)
+        eval_sampling = dataclasses.replace(config.sampling, batch_size=16)
         eval_prompts = list(task.prompts.filter(split="eval").values_list("text", flat=True))
         final = PolicyVersion.objects.filter(task=task).order_by("-number").first()
         base_path = policy_model_path(task, None)
-        before = sentiment_of_version(base_path, eval_prompts, config.sampling, args.eval_samples)
+        n, seed = args.eval_samples, args.seed
+        before = sentiment_of_version(base_path, eval_prompts, eval_sampling, n, seed)
         after = sentiment_of_version(
-            policy_model_path(task, final), eval_prompts, config.sampling, args.eval_samples
+            policy_model_path(task, final), eval_prompts, eval_sampling, n, seed
         )
-        last_policy_run = TrainingRun.objects.filter(
-            task=task, kind="policy", status="succeeded"
-        ).first()
+        runs = TrainingRun.objects.filter(task=task, kind="policy", status="succeeded")
+        last_run = runs.order_by("-pk").first()
+        loop_gain, loop_se = gain(after, before)
         result: dict[str, Any] = {
             "model": args.model,
+            "seed": args.seed,
             "training_settings": task.training_settings,
             "labels_used": task.labels.count(),
+            "tied_fraction": round(tied_fraction(task), 3),
             "policy_versions": final.number if final else 0,
             "episodes": final.episodes if final else 0,
-            "sentiment_before": round(before, 4),
-            "sentiment_after": round(after, 4),
+            "sentiment_before": before,
+            "sentiment_after": after,
+            "gain": round(loop_gain, 4),
+            "gain_se": round(loop_se, 4),
             "kl_to_original": (
-                last_policy_run.metrics[-1].get("kl")
-                if last_policy_run and last_policy_run.metrics
-                else None
+                last_run.metrics[-1].get("kl") if last_run and last_run.metrics else None
             ),
             "reward_models": [
                 {
                     "version": rm.number,
                     "labels": rm.label_count,
-                    "held_out_accuracy": rm.metrics.get("held_out_accuracy"),
+                    "trained_on": rm.metrics.get("labels_trained"),
+                    "prospective_accuracy": rm.metrics.get("prospective_accuracy"),
+                    "prospective_labels": rm.metrics.get("prospective_labels"),
+                    "seconds": round(rm.metrics.get("seconds") or 0),
                 }
                 for rm in RewardModelVersion.objects.filter(task=task).order_by("number")
             ],
+            "ended_fraction_per_version": {
+                v.number: v.ended_fraction
+                for v in PolicyVersion.objects.filter(task=task).order_by("number")
+            },
             "loop_wall_seconds": round(loop_seconds),
             "timed_out": time.monotonic() > deadline,
         }
+        print(json.dumps(result, indent=2), flush=True)
         if not args.skip_upper_bound and final is not None:
+            from training.ml.checkpoint import latest_model_dir
             from training.ml.models import load_tokenizer
             from training.ml.ppo import train_policy
 
             ub_started = time.monotonic()
             out = work / "upper-bound"
             config.ppo.total_episodes = max(args.episodes, config.ppo.batch_size)
-            train_policy(
+            history = train_policy(
                 args.model,
                 VaderScorer(load_tokenizer(base_path)),
                 [p.text for p in task.prompts.filter(split="train")],
@@ -244,17 +288,18 @@ def main() -> None:
                 sampling=config.sampling,
                 episodes=final.episodes,
             )
-            from training.ml.checkpoint import latest_model_dir
-
             ub_after = sentiment_of_version(
-                str(latest_model_dir(out)), eval_prompts, config.sampling, args.eval_samples
+                str(latest_model_dir(out)), eval_prompts, eval_sampling, n, seed
             )
-            gain = after - before
-            ub_gain = ub_after - before
+            ub_gain, ub_se = gain(ub_after, before)
             result.update(
-                upper_bound_sentiment_after=round(ub_after, 4),
+                upper_bound_sentiment_after=ub_after,
+                upper_bound_gain=round(ub_gain, 4),
+                upper_bound_gain_se=round(ub_se, 4),
+                upper_bound_gain_in_se=round(ub_gain / ub_se, 1),
+                upper_bound_kl=history[-1]["kl"] if history else None,
                 upper_bound_seconds=round(time.monotonic() - ub_started),
-                ratio_of_gains=round(gain / ub_gain, 3) if abs(ub_gain) > 1e-6 else None,
+                ratio_of_gains=round(loop_gain / ub_gain, 3) if abs(ub_gain) > 1e-6 else None,
             )
         result["total_wall_seconds"] = round(time.monotonic() - started)
         print(json.dumps(result, indent=2))

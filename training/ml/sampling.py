@@ -268,7 +268,7 @@ def sample_responses(
                 Sample(
                     query=batch_texts[b] or str(tokenizer.decode(ids)),
                     query_token_ids=list(ids),
-                    responses=[str(tokenizer.decode(r)) for r in kept],
+                    responses=[str(tokenizer.decode(r, skip_special_tokens=True)) for r in kept],
                     response_token_ids=kept,
                     ended=[bool(ended[r]) for r in rows],
                 )
@@ -459,7 +459,7 @@ def sample_ended_comparisons(
             Sample(
                 query=texts[q] or str(tokenizer.decode(ids)),
                 query_token_ids=list(ids),
-                responses=[str(tokenizer.decode(r)) for r in kept[q]],
+                responses=[str(tokenizer.decode(r, skip_special_tokens=True)) for r in kept[q]],
                 response_token_ids=kept[q],
                 ended=[True] * k,
             )

@@ -79,7 +79,9 @@ def test_sample_responses_k_per_query(tiny_model_dir):
         for ids, text, ended in zip(
             sample.response_token_ids, sample.responses, sample.ended, strict=True
         ):
-            assert 1 <= len(ids) <= 8 and tokenizer.decode(ids) == text
+            # The text labelers read: special tokens (an ending EOS) are not shown.
+            assert 1 <= len(ids) <= 8 and tokenizer.decode(ids, skip_special_tokens=True) == text
+            assert tokenizer.eos_token not in text
             late_cut = [i for p, i in enumerate(ids) if p >= 2 and i in cut]
             if ended and ids[-1] != tokenizer.eos_token_id:
                 assert late_cut == [ids[-1]]
@@ -153,7 +155,7 @@ def assert_ended(sample, tokenizer, config):
     assert sample.ended == [True] * config.k
     assert len(sample.responses) == len(sample.response_token_ids) == config.k
     for ids, text in zip(sample.response_token_ids, sample.responses, strict=True):
-        assert tokenizer.decode(ids) == text
+        assert tokenizer.decode(ids, skip_special_tokens=True) == text
         mask, ended = truncate_responses(
             torch.tensor([ids]), cut, config.truncate_after, [tokenizer.eos_token_id]
         )
