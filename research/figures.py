@@ -45,31 +45,60 @@ def labels_per_hour(rows: list[dict[str, Any]]) -> Figure | None:
     }
 
 
-def reward_model_accuracy(versions: list[RewardModelVersion]) -> Figure | None:
-    points = [
-        v
-        for v in versions
-        if isinstance(v.metrics, dict)
-        and isinstance(v.metrics.get("held_out_accuracy"), int | float)
-    ]
-    if not points:
-        return None
-    return {
-        "data": [
+REWARD_ACCURACIES = (
+    ("prospective_accuracy", "prospective (labels that arrived after it)"),
+    ("held_out_accuracy", "held out"),
+    ("train_accuracy", "during training"),
+)
+"""Reward-model accuracies a version may carry, the one that counts online first."""
+
+
+def reward_model_accuracy(versions: list[RewardModelVersion], k: int = 4) -> Figure | None:
+    """Each kind of accuracy against the labels that existed when the version was trained;
+    chance (1/K) as a dotted line."""
+    traces = []
+    for key, name in REWARD_ACCURACIES:
+        points = [
+            v
+            for v in versions
+            if isinstance(v.metrics, dict) and isinstance(v.metrics.get(key), int | float)
+        ]
+        if not points:
+            continue
+        counts = [v.metrics.get("prospective_labels") for v in points]
+        traces.append(
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": "held-out accuracy",
+                "name": name,
                 "x": [v.label_count for v in points],
-                "y": [v.metrics["held_out_accuracy"] for v in points],
-                "text": [f"RM v{v.number}" for v in points],
+                "y": [v.metrics[key] for v in points],
+                "text": [
+                    f"RM v{v.number}" + (f", on {n} later labels" if key.startswith("pro") else "")
+                    for v, n in zip(points, counts, strict=True)
+                ],
                 "hovertemplate": "%{text}<br>%{x} labels<br>accuracy %{y:.3f}<extra></extra>",
             }
-        ],
+        )
+    if not traces:
+        return None
+    return {
+        "data": traces,
         "layout": _layout(
-            "Reward model: held-out accuracy vs labels",
+            "Reward model: accuracy vs labels",
             xaxis={"title": {"text": "labels"}, "rangemode": "tozero"},
             yaxis={"title": {"text": "accuracy"}, "range": [0, 1]},
+            shapes=[
+                {
+                    "type": "line",
+                    "xref": "paper",
+                    "x0": 0,
+                    "x1": 1,
+                    "y0": 1 / k,
+                    "y1": 1 / k,
+                    "line": {"dash": "dot", "width": 1, "color": "#888"},
+                }
+            ],
         ),
     }
 

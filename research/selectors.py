@@ -135,6 +135,12 @@ def reward_model_versions(*, task: Task) -> list[RewardModelVersion]:
     return list(RewardModelVersion.objects.filter(task=task).order_by("number"))
 
 
+def last_prospectively_scored(*, versions: list[RewardModelVersion]) -> RewardModelVersion | None:
+    """The newest reward-model version already scored on the labels that arrived after it."""
+    scored = [v for v in versions if (v.metrics or {}).get("prospective_accuracy") is not None]
+    return max(scored, key=lambda v: v.number, default=None)
+
+
 def policy_versions(*, task: Task) -> list[PolicyVersion]:
     return list(PolicyVersion.objects.filter(task=task).order_by("number"))
 

@@ -59,7 +59,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "labels_per_hour": figures.labels_per_hour(
             selectors.labels_per_hour(task=task, now=timezone.now())
         ),
-        "rm_accuracy": figures.reward_model_accuracy(rms),
+        "rm_accuracy": figures.reward_model_accuracy(rms, k=task.k),
         "ppo": figures.ppo_curves(selectors.ppo_metrics(task=task)),
         "timeline": figures.version_timeline(rms, policies),
         "ended": figures.ended_fraction(selectors.ended_fractions(task=task)),
@@ -78,6 +78,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "policies": policies,
         "agreement": agreement,
         "current_rm": rm,
+        "previous_rm": selectors.last_prospectively_scored(versions=rms),
         "drift": drift_dict,
         "drift_groups": [
             g

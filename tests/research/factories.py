@@ -85,7 +85,14 @@ def populate_task(
         TaskLabelerFactory(task=task, labeler=user)
         users[name] = user
     rm1 = RewardModelVersionFactory(
-        task=task, number=1, label_count=comparisons, metrics={"held_out_accuracy": 0.55}
+        task=task,
+        number=1,
+        label_count=comparisons,
+        metrics={
+            "held_out_accuracy": 0.55,
+            "prospective_accuracy": 0.5,
+            "prospective_labels": comparisons,
+        },
     )
     rm2 = RewardModelVersionFactory(
         task=task, number=2, label_count=comparisons * 2, metrics={"held_out_accuracy": 0.68}

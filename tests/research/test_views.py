@@ -72,7 +72,11 @@ def test_dashboard_with_data_shows_plots_agreement_and_drift(staff_client, busy_
         assert f'data-figure="fig-{name}"' in html, name
     assert PLOTLY_STATIC_PATH in html
     figure = with_queries.context["plots"]["rm_accuracy"]
-    assert figure["data"][0]["y"] == [0.55, 0.68]
+    prospective, held_out = figure["data"]  # the accuracy that counts online comes first
+    assert prospective["name"].startswith("prospective") and prospective["y"] == [0.5]
+    assert held_out["y"] == [0.55, 0.68] and held_out["x"] == [60, 120]
+    assert figure["layout"]["shapes"][0]["y0"] == 0.25  # chance at K = 4
+    assert "v1 scored 0.500 on the 60 labels after it" in html
     agreement = with_queries.context["agreement"]
     assert agreement.labelers[-1].labeler == "rnd" and agreement.labelers[-1].flagged
     assert not any(s.flagged for s in agreement.labelers[:-1])
