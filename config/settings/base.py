@@ -124,6 +124,14 @@ REST_FRAMEWORK = {
         "labeling.api.authentication.CachedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every body that cannot be parsed (too deep, too big, badly encoded) is a 400 with a
+    # message, never a 500 (labeling/api/parsers.py, labeling/api/exceptions.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "labeling.api.parsers.BoundedJSONParser",
+        "labeling.api.parsers.BoundedFormParser",
+        "labeling.api.parsers.BoundedMultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "labeling.api.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
