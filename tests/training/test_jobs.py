@@ -168,7 +168,8 @@ def test_sample_comparisons_stores_only_responses_that_ended(tiny_model_path, ca
         assert comparison.sample_ended == [True] * 4
         for ids, text in zip(comparison.sample_token_ids, comparison.samples, strict=True):
             assert ends_under_the_rule(task, ids)
-            assert services.comparisons.clean_text(tokenizer.decode(ids)) == text
+            shown = tokenizer.decode(ids, skip_special_tokens=True)
+            assert services.comparisons.clean_text(shown) == text
     v0.refresh_from_db()
     # Round 1 samples 4*K candidates for each of the 4 prompts; about a third end.
     assert v0.candidates_sampled >= 4 * 16
@@ -179,8 +180,8 @@ def test_sample_comparisons_stores_only_responses_that_ended(tiny_model_path, ca
 
 
 def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, monkeypatch):
-    """A prompt dropped for want of K ended responses is replaced by another one in the same
-    job (the buffer fills), and every candidate counts for the version."""
+    """A prompt dropped for want of K ended responses (all its copies) is replaced by another
+    one in the same job (the buffer fills), and every candidate counts for the version."""
     from training import jobs
     from training.ml import sampling
 
@@ -191,14 +192,18 @@ def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, mon
 
     def first_query_never_ends(model, tokenizer, queries, config, **kwargs):
         result = sampling.sample_ended_comparisons(model, tokenizer, queries, config, **kwargs)
-        if not calls:
-            result.samples[0] = None  # as if it never ended
+        if not calls:  # as if the first prompt never ended: all its copies are dropped
+            for i, query in enumerate(queries):
+                if query == queries[0]:
+                    result.samples[i] = None
         calls.append((list(queries), result))
         return result
 
     monkeypatch.setattr(jobs, "sample_ended_comparisons", first_query_never_ends)
     assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 4
-    assert [len(queries) for queries, _ in calls] == [4, 1]
+    # 4 comparisons wanted: one prompt in 4 copies, then another one in 4 copies.
+    assert [len(queries) for queries, _ in calls] == [4, 4]
+    assert len({tuple(q) if isinstance(q, list) else q for q in calls[0][0]}) == 1
     dropped = calls[0][0][0]  # the prompts' texts (they have no token ids yet)
     assert dropped not in calls[1][0]
     assert not Comparison.objects.filter(prompt__text=dropped).exists()

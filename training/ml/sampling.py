@@ -377,13 +377,15 @@ def sample_ended_comparisons(
     paper shows labelers: never padded with responses that did not end.
 
     Round 1 samples ``candidates`` (default 4*K) responses per query from one prompt pass each
-    and keeps the first K that ended. Each later round (up to ``max_rounds`` in all) samples
-    again for the queries still short: per query, enough candidates that its missing ended
-    responses come with probability ``CONFIDENCE`` at the ended fraction those queries showed
-    so far (at most ``max_candidates``, default 4 x ``candidates``; fewer queries per pass
-    then, so that a pass holds no more rows than in round 1). Queries still short after the
-    last round are dropped (None). Every sampled response counts in the result's
-    ``candidates`` and ``ended``, whether it was kept or not. ``progress(done, total)`` counts
+    and keeps the first K that ended; copies of one query (the same token ids) share their
+    ended responses, so one copy's surplus completes another. Each later round (up to
+    ``max_rounds`` in all) samples again for the queries still short: per query, enough
+    candidates that its missing ended responses come with probability ``CONFIDENCE`` at the
+    ended fraction those queries showed so far (at most ``max_candidates``, default 4 x
+    ``candidates``; fewer queries per pass then, so that a pass holds no more rows than in
+    round 1). Queries still short after the last round are dropped (None). Every sampled
+    response counts in the result's ``candidates`` and ``ended``, whether it was kept or not.
+    ``progress(done, total)`` counts
     queries settled (kept or dropped).
     """
     config.validate()
@@ -400,6 +402,13 @@ def sample_ended_comparisons(
     rules = _Rules.of(tokenizer, config)
     total = len(query_token_ids)
     kept: list[list[list[int]]] = [[] for _ in range(total)]  # the first K ended responses
+    # Copies of one query share their ended responses: a copy's surplus fills another copy
+    # before it is thrown away (a caller asking for several comparisons of one prompt wastes
+    # fewer candidates).
+    copies: dict[tuple[int, ...], list[int]] = {}
+    for q, ids in enumerate(query_token_ids):
+        copies.setdefault(tuple(ids), []).append(q)
+    group = [copies[tuple(ids)] for ids in query_token_ids]
     drawn = [0] * total  # candidates sampled per query, in all rounds
     ended_per_query = [0] * total  # of which ended (kept or not)
     rounds: list[SamplingRound] = []
@@ -420,10 +429,10 @@ def sample_ended_comparisons(
             }
         round_ended = 0
         for per_query in sorted(set(plan.values())):
-            group = [q for q in short if plan[q] == per_query]
+            planned = [q for q in short if plan[q] == per_query]
             step = max(1, rows_per_pass // per_query)
-            for start in range(0, len(group), step):
-                indices = group[start : start + step]
+            for start in range(0, len(planned), step):
+                indices = planned[start : start + step]
                 response_ids, mask, ended = _sample_batch(
                     model,
                     [query_token_ids[q] for q in indices],
@@ -440,8 +449,9 @@ def sample_ended_comparisons(
                             continue
                         ended_per_query[q] += 1
                         round_ended += 1
-                        if len(kept[q]) < k:
-                            kept[q].append(response_ids[row][mask[row]].tolist())
+                        target = next((c for c in group[q] if len(kept[c]) < k), None)
+                        if target is not None:
+                            kept[target].append(response_ids[row][mask[row]].tolist())
                 if progress is not None:
                     progress(sum(len(ids) >= k for ids in kept), total)
         rounds.append(

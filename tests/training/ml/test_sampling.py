@@ -267,3 +267,23 @@ def test_candidates_for_is_the_fewest_that_reach_the_confidence():
     # P(Binomial(n, p) >= need) itself, against a direct sum.
     assert _at_least(3, 0.5, 2) == pytest.approx(0.5)
     assert _at_least(5, 0.2, 0) == 1.0 and _at_least(2, 0.3, 3) == 0.0
+
+
+def test_copies_of_a_query_share_their_ended_responses(steered):
+    """Six copies of one query, K candidates each, one round: every ended response fills some
+    copy, so floor(ended / K) copies are complete (alone, a copy needs all K of its own)."""
+    model, tokenizer = steered
+    k = STEERED.k
+    copies = [QUERIES[0]] * 6
+    result = sample_ended_comparisons(
+        model, tokenizer, copies, STEERED, generator=torch.Generator().manual_seed(5),
+        candidates=k, max_rounds=1,
+    )  # fmt: skip
+    pooled = result.rounds[0].ended // k
+    assert pooled >= 2
+    assert len(result.kept) == min(6, pooled)
+    assert [i for i, _ in result.kept] == list(range(len(result.kept)))  # filled in order
+    seen = [tuple(ids) for _, s in result.kept for ids in s.response_token_ids]
+    assert len(seen) == len(result.kept) * k  # each response in exactly one comparison
+    for _, sample in result.kept:
+        assert_ended(sample, tokenizer, STEERED)
