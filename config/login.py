@@ -1,94 +1,86 @@
-"""The login page with attempt limiting per client IP and username.
-
-Every POST counts against a fixed window in the shared cache (rate from
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"], default 10/min). Over the limit the form is
-shown again with an error and status 429, without checking the password, so guessing
-passwords is bounded even for a correct one. The cache must be shared across web processes
-(CACHE_URL=redis://...) for the limit to hold across them.
+"""The login page and the admin's login under the login limits of
+``labeling.services.login_limits``: failures counted per username and per client address,
+lockouts that double. A locked-out login gets status 429 and a Retry-After header without its
+password being checked; the page shows the form again with the reason.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import time
 from collections.abc import Callable
+from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.views import LoginView
-from django.core.cache import cache
 from django.core.exceptions import NON_FIELD_ERRORS
+from django.forms import Form
 from django.forms.utils import ErrorDict
 from django.http import HttpRequest, HttpResponse
 
-DEFAULT_RATE = "10/min"
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from labeling.services import login_limits
 
 
-def parse_rate(rate: str) -> tuple[int, int]:
-    """'10/min' -> (10, 60), as DRF reads its throttle rates."""
-    count, _, period = rate.partition("/")
-    return int(count), _PERIODS[period.strip()[0].lower()]
+def _username(request: HttpRequest) -> str:
+    return str(request.POST.get("username", ""))[:150]
 
 
-def login_rate() -> tuple[int, int]:
-    rates = getattr(settings, "REST_FRAMEWORK", {}).get("DEFAULT_THROTTLE_RATES", {})
-    return parse_rate(rates.get("login") or DEFAULT_RATE)
+def _failed_login(form: Form | None) -> bool:
+    """Whether a login form was refused for its credentials (not for a missing field)."""
+    return form is not None and form.has_error(NON_FIELD_ERRORS, "invalid_login")
 
 
-def client_ip(request: HttpRequest) -> str:
-    # Behind a trusted proxy set NUM_PROXIES-like logic there; here REMOTE_ADDR is the peer.
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+def _count_failure(request: HttpRequest) -> None:
+    login_limits.record_failure(
+        address=login_limits.client_address(request), username=_username(request)
+    )
 
 
-def register_attempt(*, ip: str, username: str, now: float | None = None) -> tuple[bool, int]:
-    """Count one attempt; return (allowed, seconds until the window resets)."""
-    limit, period = login_rate()
-    now = time.time() if now is None else now
-    window = int(now // period)
-    ident = hashlib.sha256(f"{ip}|{username.strip().lower()}".encode()).hexdigest()[:32]
-    key = f"ops:login-attempts:{ident}:{window}"
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        attempts = cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.set(key, 1, timeout=period + 1)
-        attempts = 1
-    return attempts <= limit, int(period - now % period) + 1
+def _locked_out(request: HttpRequest) -> int:
+    return login_limits.seconds_locked_out(
+        address=login_limits.client_address(request), username=_username(request)
+    )
 
 
 class RateLimitedLoginView(LoginView):
-    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        username = str(request.POST.get("username", ""))[:150]
-        allowed, retry_after = register_attempt(ip=client_ip(request), username=username)
-        if allowed:
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        retry_after = _locked_out(request)
+        if not retry_after:
             return super().post(request, *args, **kwargs)
-        message = f"Too many login attempts. Try again in {retry_after} seconds."
-        form = self.get_form_class()(request, initial={"username": username})
+        form = self.get_form_class()(request, initial={"username": _username(request)})
         # An unbound form keeps errors set here: the template shows them as non-field errors.
+        message = login_limits.locked_out_message(retry_after)
         form._errors = ErrorDict({NON_FIELD_ERRORS: form.error_class([message])})  # type: ignore[attr-defined]
         context = self.get_context_data(form=form, rate_limited=True)
         response = self.render_to_response(context, status=429)
         response["Retry-After"] = str(retry_after)
         return response
 
+    def form_invalid(self, form: Any) -> HttpResponse:
+        if _failed_login(form):
+            _count_failure(self.request)
+        return super().form_invalid(form)
+
 
 def rate_limited_login(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """The same limit around another login view (the admin's): 429 with a short message."""
+    """The same limits around another login view (the admin's): 429 with a short message
+    while locked out; a form shown again for bad credentials counts as a failure."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if request.method == "POST":
-            username = str(request.POST.get("username", ""))[:150]
-            allowed, retry_after = register_attempt(ip=client_ip(request), username=username)
-            if not allowed:
-                response = HttpResponse(
-                    f"Too many login attempts. Try again in {retry_after} seconds.\n",
-                    status=429,
-                    content_type="text/plain",
-                )
-                response["Retry-After"] = str(retry_after)
-                return response
-        return view(request, *args, **kwargs)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        retry_after = _locked_out(request)
+        if retry_after:
+            response = HttpResponse(
+                login_limits.locked_out_message(retry_after) + "\n",
+                status=429,
+                content_type="text/plain",
+            )
+            response["Retry-After"] = str(retry_after)
+            return response
+        response = view(request, *args, **kwargs)
+        context = getattr(response, "context_data", None) or {}
+        if _failed_login(context.get("form")):
+            _count_failure(request)
+        return response
 
     return wrapper

@@ -113,9 +113,19 @@ STATICFILES_FINDERS = [
 # Model artifacts (reward-model and policy versions, checkpoints).
 ARTIFACTS_DIR = Path(env("PREFERENCE_LOOP_ARTIFACTS", default=str(VAR_DIR / "artifacts")))
 
-CACHES = {
-    "default": env.cache("CACHE_URL", default="locmemcache://preference-loop"),
-}
+
+# Throttles, login limits, worker heartbeats and the loop's debounce live in the cache: it must
+# be shared by every process. Redis (CACHE_URL=redis://...) or, by default, a table in the
+# database (made by `manage.py migrate`: labeling/apps.py runs `createcachetable`).
+def cache_setting(default: str) -> dict:
+    """The cache of ``CACHE_URL`` (else ``default``); a database cache counts atomically."""
+    cache = env.cache("CACHE_URL", default=default)
+    if cache["BACKEND"] == "django.core.cache.backends.db.DatabaseCache":
+        cache["BACKEND"] = "config.cache.AtomicDatabaseCache"  # an atomic incr (config/cache.py)
+    return cache
+
+
+CACHES = {"default": cache_setting("dbcache://preference_loop_cache")}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -135,12 +145,30 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # Every API view is throttled (labeling/api/throttling.py): per user, or per client address
+    # when anonymous, under the view's throttle_scope or "api".
+    "DEFAULT_THROTTLE_CLASSES": ["labeling.api.throttling.FixedWindowScopedThrottle"],
     "DEFAULT_THROTTLE_RATES": {
+        "api": env("THROTTLE_API", default="600/min"),
         "label_submit": env("THROTTLE_LABEL_SUBMIT", default="120/min"),
         "lease": env("THROTTLE_LEASE", default="240/min"),
         "login": env("THROTTLE_LOGIN", default="10/min"),
     },
+    # Behind N reverse proxies, the client address is the Nth address from the right of
+    # X-Forwarded-For (throttles and login limits); 0 (the default) takes REMOTE_ADDR.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0) or None,
 }
+# Login limits (labeling/services/login_limits.py) on every password check (login page, admin
+# login, API token): failures are counted per username across addresses and per client address
+# across usernames over LOGIN_FAILURE_WINDOW seconds; reaching a limit locks that username or
+# address out for LOGIN_LOCKOUT seconds, doubling with each further lockout (up to
+# LOGIN_LOCKOUT_MAX) until LOGIN_LOCKOUT_MEMORY seconds pass without one.
+LOGIN_FAILURES_PER_USERNAME = env.int("LOGIN_FAILURES_PER_USERNAME", default=10)
+LOGIN_FAILURES_PER_ADDRESS = env.int("LOGIN_FAILURES_PER_ADDRESS", default=20)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=900)
+LOGIN_LOCKOUT = env.int("LOGIN_LOCKOUT", default=60)
+LOGIN_LOCKOUT_MAX = env.int("LOGIN_LOCKOUT_MAX", default=86400)
+LOGIN_LOCKOUT_MEMORY = env.int("LOGIN_LOCKOUT_MEMORY", default=86400)
 # Labeling hot path (labeling/api, labeling/services): a revoked API token keeps working for at
 # most API_TOKEN_CACHE_SECONDS in a process; `remaining` in a lease is refreshed every
 # LABELING_REMAINING_CACHE_SECONDS; the loop's tick after labels is debounced per task over

@@ -1,7 +1,7 @@
 """Production: every secret from the environment; HTTPS everywhere."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import cache_setting, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -25,7 +25,7 @@ STORAGES = {
 # Probes and scrapers speak plain HTTP inside the cluster: no HTTPS redirect for them.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # Throttles, login rate limits and the worker heartbeat need a cache shared by all processes.
-CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/2")}
+CACHES = {"default": cache_setting("redis://127.0.0.1:6379/2")}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     # A Redis outage must not fail labeling: throttles and login limits fail open (config/cache.py).
     CACHES["default"]["BACKEND"] = "config.cache.FailOpenRedisCache"

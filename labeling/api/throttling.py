@@ -8,6 +8,10 @@ request and expires ``duration`` seconds later (a fixed window anchored at that 
 Redis that is one round trip (``SET NX EX`` + ``INCR`` in a pipeline), elsewhere a cache
 ``add`` then ``incr``. A client may burst up to twice the rate across a window boundary; the
 limit is meant against floods, not as an exact quota. A cache outage lets requests through.
+
+It is every API view's throttle (``DEFAULT_THROTTLE_CLASSES``): a view without a
+``throttle_scope`` counts under the ``api`` scope (``THROTTLE_API``, 600/min per user, or per
+client address when anonymous).
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.cache.backends.redis import RedisCache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
+from labeling import counters
+
 logger = logging.getLogger(__name__)
+
+DEFAULT_SCOPE = "api"
 
 
 class FixedWindowScopedThrottle(ScopedRateThrottle):
@@ -33,8 +40,8 @@ class FixedWindowScopedThrottle(ScopedRateThrottle):
         return None if rate is None else str(rate)
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        self.scope = getattr(view, self.scope_attr, None)
-        rate = self.get_rate() if self.scope else None
+        self.scope = getattr(view, self.scope_attr, None) or DEFAULT_SCOPE
+        rate = self.get_rate()
         if rate is None:
             return True
         self.rate = rate
@@ -46,28 +53,11 @@ class FixedWindowScopedThrottle(ScopedRateThrottle):
         if self.key is None:
             return True
         try:
-            count = self._count(self.key, int(duration))
+            count = counters.hit(self.key, int(duration), cache=self.cache)
         except Exception as exc:  # a cache outage must not fail labeling requests
             logger.warning("throttle cache unavailable, letting the request through: %s", exc)
             return True
         return count <= num_requests
-
-    def _count(self, key: str, duration: int) -> int:
-        cache = self.cache
-        if isinstance(cache, RedisCache):
-            redis_key = cache.make_and_validate_key(key)
-            client = cache._cache.get_client(redis_key, write=True)
-            pipe = client.pipeline(transaction=False)
-            pipe.set(redis_key, 0, ex=duration, nx=True)
-            pipe.incr(redis_key)
-            return int(pipe.execute()[1])
-        if cache.add(key, 1, duration):
-            return 1
-        try:
-            return int(cache.incr(key))
-        except ValueError:  # expired between add and incr: a new window
-            cache.set(key, 1, duration)
-            return 1
 
     def wait(self) -> float | None:
         # The window's start is not stored: the full duration is an upper bound.

@@ -36,7 +36,7 @@ from labeling.models import Label
 from labeling.permissions import IsStaff
 from labeling.selectors import Progress
 from labeling.services import labels as label_services
-from labeling.services import leasing
+from labeling.services import leasing, login_limits
 
 ERROR_STATUS: dict[type[Exception], int] = {
     label_services.ComparisonNotFound: status.HTTP_404_NOT_FOUND,
@@ -68,10 +68,12 @@ E400 = OpenApiResponse(ErrorSerializer, description="invalid input")
 E403 = OpenApiResponse(ErrorSerializer, description="not allowed (or CSRF token missing)")
 E404 = OpenApiResponse(ErrorSerializer, description="not found, or not a task of yours")
 E409 = OpenApiResponse(ErrorSerializer, description="conflict")
+E429 = OpenApiResponse(ErrorSerializer, description="locked out after failed logins")
 
 
 class TokenView(APIView):
-    """Exchange a username and password for an API token (for programs)."""
+    """Exchange a username and password for an API token (for programs), under the login
+    limits (``labeling.services.login_limits``) and a per-address request rate (``login``)."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -80,7 +82,7 @@ class TokenView(APIView):
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={200: TokenSerializer, 400: E400},
+        responses={200: TokenSerializer, 400: E400, 429: E429},
         auth=[],
         operation_id="auth_token_create",
     )
@@ -88,12 +90,18 @@ class TokenView(APIView):
         serializer = TokenRequestSerializer(data=request.data)
         if not serializer.is_valid():
             return invalid_input(serializer.errors)
+        username = serializer.validated_data["username"]
+        address = login_limits.client_address(request._request)
+        retry_after = login_limits.seconds_locked_out(address=address, username=username)
+        if retry_after:
+            response = error(login_limits.locked_out_message(retry_after), "locked_out", 429)
+            response["Retry-After"] = str(retry_after)
+            return response
         user = authenticate(
-            request._request,
-            username=serializer.validated_data["username"],
-            password=serializer.validated_data["password"],
+            request._request, username=username, password=serializer.validated_data["password"]
         )
         if user is None:
+            login_limits.record_failure(address=address, username=username)
             return error("wrong username or password", "invalid_credentials", 400)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

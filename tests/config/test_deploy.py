@@ -66,3 +66,34 @@ def test_production_uses_a_shared_cache_and_exempts_probes_from_https_redirect()
     backend, exempt = result.stdout.strip().splitlines()
     assert backend == "config.cache.FailOpenRedisCache"
     assert "healthz" in exempt
+
+
+def test_check_deploy_refuses_a_per_process_cache():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=production_env(CACHE_URL="locmemcache://"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "labeling.W001" in result.stdout + result.stderr
+
+
+def test_without_redis_the_database_cache_is_the_default():
+    env = {k: v for k, v in os.environ.items() if k not in ("CACHE_URL", "DJANGO_SETTINGS_MODULE")}
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.CACHES['default']['BACKEND'], s.CACHES['default']['LOCATION'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings.local"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["config.cache.AtomicDatabaseCache", "preference_loop_cache"]

@@ -73,3 +73,20 @@ def alice_api(alice) -> APIClient:
 @pytest.fixture
 def bob_api(bob) -> APIClient:
     return token_client(bob)
+
+
+@pytest.fixture
+def samples(alice_task) -> dict[str, str]:
+    """A value for each URL parameter of the URLconf (tests/hardening/urlconf.py)."""
+    comparison = ComparisonFactory(task=alice_task)
+    return {
+        "task_id": str(alice_task.pk),
+        "comparison_id": str(comparison.pk),
+        "object_id": str(alice_task.pk),
+        "id": "1",
+        "content_type_id": "1",
+        "fmt": "paper",
+        "url": "nowhere/",
+        "uidb64": "MQ",
+        "token": "set-password",
+    }

@@ -5,17 +5,13 @@ this test names the URL parameter it needs a sample value for)."""
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 
 import pytest
 from django.test import Client
-from django.urls import ResolverMatch, URLPattern, URLResolver, get_resolver, resolve
-from rest_framework.views import APIView
 
 from labeling.api.parsers import MAX_JSON_DEPTH
-from tests.factories import ComparisonFactory
 from tests.hardening.conftest import token_client
+from tests.hardening.urlconf import drf_body_methods, endpoints
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -24,70 +20,6 @@ DEEP_ARRAY = b"[" * DEPTH + b"]" * DEPTH
 DEEP_OBJECT = b'{"a":' * DEPTH + b"1" + b"}" * DEPTH
 JUST_TOO_DEEP = b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1)
 DEEP_BODIES = {"array": DEEP_ARRAY, "object": DEEP_OBJECT, "just-too-deep": JUST_TOO_DEEP}
-BODY_METHODS = ("post", "put", "patch")
-
-
-def _walk(patterns: list, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
-        else:
-            yield prefix + str(pattern.pattern), pattern
-
-
-def _concrete(route: str, samples: dict[str, str]) -> str:
-    """A path for a route (``<int:task_id>``) or regex (``(?P<app_label>a|b)``) pattern."""
-
-    def converter(match: re.Match[str]) -> str:
-        return samples[match.group(1)]
-
-    def group(match: re.Match[str]) -> str:
-        name, body = match.group(1), match.group(2)
-        if name in samples:
-            return samples[name]
-        return body.split("|")[0]  # an alternation of names: the first
-
-    path = re.sub(r"\(\?P<(\w+)>([^)]*)\)", group, route)
-    path = re.sub(r"<(?:\w+:)?(\w+)>", converter, path)
-    return "/" + path.replace("^", "").replace("$", "")
-
-
-def endpoints(samples: dict[str, str]) -> list[tuple[str, ResolverMatch]]:
-    found, seen = [], set()
-    for route, _pattern in _walk(get_resolver().url_patterns):
-        try:
-            path = _concrete(route, samples)
-        except KeyError as missing:
-            pytest.fail(f"no sample value for URL parameter {missing} of {route!r}")
-        match = resolve(path)  # raises Resolver404 when the sample values do not fit
-        if path not in seen:  # a pattern shadowed by an earlier one (admin/login/) is skipped
-            seen.add(path)
-            found.append((path, match))
-    # Logging out ends the sessions the other requests use: last.
-    return sorted(found, key=lambda item: "logout" in item[0])
-
-
-def _drf_body_methods(match: ResolverMatch) -> list[str]:
-    view = getattr(match.func, "cls", None)
-    if view is None or not issubclass(view, APIView):
-        return []
-    return [m for m in BODY_METHODS if hasattr(view, m)]
-
-
-@pytest.fixture
-def samples(alice_task) -> dict[str, str]:
-    comparison = ComparisonFactory(task=alice_task)
-    return {
-        "task_id": str(alice_task.pk),
-        "comparison_id": str(comparison.pk),
-        "object_id": str(alice_task.pk),
-        "id": "1",
-        "content_type_id": "1",
-        "fmt": "paper",
-        "url": "nowhere/",
-        "uidb64": "MQ",
-        "token": "set-password",
-    }
 
 
 @pytest.fixture
@@ -131,7 +63,7 @@ def test_deep_json_on_every_endpoint_is_never_a_server_error(
     body = DEEP_BODIES[shape]
     failures, parsed = [], 0
     for path, pattern in endpoints(samples):
-        drf_methods = _drf_body_methods(pattern)
+        drf_methods = drf_body_methods(pattern)
         methods = drf_methods or ["post"]
         for who, client in clients.items():
             for method in methods:
@@ -192,7 +124,7 @@ def test_unparsable_bodies_on_every_api_endpoint(name, who, samples, clients, hi
     for path, pattern in endpoints(samples):
         if not path.startswith("/api/"):
             continue
-        for method in _drf_body_methods(pattern) or ["post"]:
+        for method in drf_body_methods(pattern) or ["post"]:
             response = clients[who].generic(method.upper(), path, body, content_type=content_type)
             where = f"{method.upper()} {path}: {response.status_code} {response.content[:160]!r}"
             unclear = response.status_code == 400 and phrase not in _message(response)
