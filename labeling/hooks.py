@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.dispatch import Signal
@@ -49,3 +50,26 @@ def validate_setting(field: str, value: Any) -> None:
     validator = _settings_validators.get(field)
     if validator is not None:
         validator(value)
+
+
+TokenizerLocator = Callable[[str], Path]
+"""base model -> its ``tokenizer.json``; raises LookupError saying why there is none. It must
+not import torch (it runs in the web process)."""
+_tokenizer_locators: list[TokenizerLocator] = []
+
+
+def register_tokenizer_locator(locator: TokenizerLocator) -> None:
+    if locator not in _tokenizer_locators:
+        _tokenizer_locators.append(locator)
+
+
+def tokenizer_file(base_model: str) -> Path:
+    """The ``tokenizer.json`` of ``base_model``; LookupError (with the reason) when no
+    registered locator has one."""
+    reasons = []
+    for locator in _tokenizer_locators:
+        try:
+            return locator(base_model)
+        except LookupError as exc:
+            reasons.append(str(exc))
+    raise LookupError("; ".join(reasons) or "no tokenizer locator is registered")

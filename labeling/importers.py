@@ -14,12 +14,17 @@ Comparison files (JSONL)
     "policy_version"?: int}``. ``sample_ended`` says which samples ended under the task's
     truncation rule; it is kept as given (the researcher's choice), null when absent.
 Blank lines are ignored. Duplicates (same prompt id or text; same prompt and samples)
-within one file are errors.
+within one file are errors, and so is a prompt (by id, else by text) that two lines give
+with different texts or different token ids: the error names both lines. A field (or CSV
+column) not listed above is an error naming it, so that a misspelled ``gold_choise`` does not
+quietly import a gold comparison as an ordinary one. Token ids are checked against the
+task's tokenizer by :mod:`labeling.services.imports` (see :mod:`labeling.tokens`).
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -31,6 +36,20 @@ MAX_TEXT_CHARS = 100_000
 MAX_ID_CHARS = 200
 MAX_TOKENS = 16_384
 SPLITS = ("train", "eval")
+PROMPT_FIELDS = frozenset({"text", "prompt", "query", "id", "external_id", "token_ids", "split"})
+COMPARISON_FIELDS = frozenset(
+    {
+        "prompt",
+        "query",
+        "samples",
+        "prompt_id",
+        "prompt_token_ids",
+        "sample_token_ids",
+        "sample_ended",
+        "gold_choice",
+        "policy_version",
+    }
+)
 
 
 class ImportFileError(ValueError):
@@ -99,6 +118,25 @@ def _json_lines(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, data
 
 
+def _check_fields(names: Any, known: frozenset[str], line: int, what: str = "field") -> None:
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ImportFileError(
+                f"unknown {what} {str(name)[:80]!r}{hint}; known: {', '.join(sorted(known))}",
+                line,
+            )
+
+
+def _one_of(data: dict[str, Any], names: tuple[str, ...], line: int) -> str:
+    """The one key of ``names`` that ``data`` has (the first when none); two is an error."""
+    present = [name for name in names if name in data]
+    if len(present) > 1:
+        raise ImportFileError(f"give one of {', '.join(present)}, not both", line)
+    return present[0] if present else names[0]
+
+
 def _text(value: Any, name: str, line: int, *, required: bool = True) -> str:
     if value is None or value == "":
         if required:
@@ -148,11 +186,13 @@ def _split(value: Any, line: int) -> str | None:
 
 
 def _prompt_row(data: dict[str, Any], line: int) -> PromptRow:
-    key = next((k for k in ("text", "prompt", "query") if k in data), "text")
+    _check_fields(data, PROMPT_FIELDS, line)
+    key = _one_of(data, ("text", "prompt", "query"), line)
+    id_key = _one_of(data, ("id", "external_id"), line)
     return PromptRow(
         line=line,
         text=_text(data.get(key), "text", line),
-        external_id=_external_id(data.get("id", data.get("external_id")), "id", line),
+        external_id=_external_id(data.get(id_key), "id", line),
         token_ids=_token_ids(data.get("token_ids"), "token_ids", line),
         split=_split(data.get("split"), line),
     )
@@ -207,6 +247,7 @@ def _csv_rows(stream: IO[bytes]) -> Iterator[PromptRow]:
     text_column = next((c for c in ("text", "prompt", "query") if c in header), None)
     if text_column is None:
         raise ImportFileError("the header has no 'text' column", 1)
+    _check_fields(header, PROMPT_FIELDS, 1, what="column")
     while True:
         try:
             values = next(reader)
@@ -233,6 +274,7 @@ def _csv_rows(stream: IO[bytes]) -> Iterator[PromptRow]:
 def parse_comparisons_jsonl(stream: IO[bytes], *, k: int) -> Iterator[ComparisonRow]:
     """Rows of a comparison file for a task with K samples per comparison."""
     seen = _Dedup()
+    prompts = _PromptConsistency()
     for line, data in _json_lines(stream):
         row = _comparison_row(data, line, k)
         seen.check(
@@ -240,11 +282,41 @@ def parse_comparisons_jsonl(stream: IO[bytes], *, k: int) -> Iterator[Comparison
             "comparison (same prompt and samples)",
             line,
         )
+        prompts.check(row)
         yield row
 
 
+class _PromptConsistency:
+    """Lines that give one prompt (by id, else by text) must agree on its text and token ids;
+    remembers a digest of each per prompt."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, tuple[int, bytes, bytes]] = {}
+
+    @staticmethod
+    def _digest(value: object) -> bytes:
+        encoded = json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return hashlib.blake2b(encoded, digest_size=16).digest()
+
+    def check(self, row: ComparisonRow) -> None:
+        key = self._digest(["id", row.prompt_id] if row.prompt_id else ["text", row.prompt])
+        text, ids = self._digest(row.prompt), self._digest(row.prompt_token_ids)
+        first_line, first_text, first_ids = self.seen.setdefault(key, (row.line, text, ids))
+        name = f"prompt id {row.prompt_id!r}" if row.prompt_id else "this prompt"
+        if first_text != text:
+            raise ImportFileError(
+                f"{name} has a different text here than on line {first_line}", row.line
+            )
+        if first_ids != ids:
+            raise ImportFileError(
+                f"{name} has different 'prompt_token_ids' here than on line {first_line}",
+                row.line,
+            )
+
+
 def _comparison_row(data: dict[str, Any], line: int, k: int) -> ComparisonRow:
-    prompt_key = "query" if "prompt" not in data and "query" in data else "prompt"
+    _check_fields(data, COMPARISON_FIELDS, line)
+    prompt_key = _one_of(data, ("prompt", "query"), line)
     prompt = _text(data.get(prompt_key), "prompt", line)
     samples = data.get("samples")
     if samples is None:

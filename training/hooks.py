@@ -1,6 +1,7 @@
 """What the training loop hears from labeling, through labeling's hooks (no import the other
-way): a committed label ticks the task's scheduler, and the task form validates the JSON
-settings that training reads. ``connect()`` runs once, from ``TrainingConfig.ready``."""
+way): a committed label ticks the task's scheduler, the task form validates the JSON
+settings that training reads, and imports find a base model's tokenizer. ``connect()`` runs
+once, from ``TrainingConfig.ready``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from labeling import hooks as labeling_hooks
-from training import task_settings
+from training import task_settings, tokenizer_files
 from training.tasks import tick
 
 logger = logging.getLogger(__name__)
@@ -59,3 +60,4 @@ def connect() -> None:
         "training_settings", task_settings.validate_training_settings
     )
     labeling_hooks.register_settings_validator("schedule", task_settings.validate_schedule)
+    labeling_hooks.register_tokenizer_locator(tokenizer_files.tokenizer_json)

@@ -4,6 +4,11 @@ Rows are parsed and validated line by line (:mod:`labeling.importers`) and writt
 batches inside one transaction: the first bad line raises :class:`ImportFileError` naming
 it, and the transaction rolls back, so a file imports completely or not at all. Memory
 stays bounded by the batch size (plus a digest per row for duplicate detection).
+
+Token ids are checked against the task's tokenizer (:mod:`labeling.tokens`), loaded at the
+first line that has any: ids outside its vocabulary, or that do not decode to their text,
+reject the line, and so does any token id when the tokenizer cannot be had. A line whose
+prompt exists in the task already must not give it other token ids.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import IO, Any, TypeVar
 
 from django.db import transaction
 
+from labeling import tokens
 from labeling.importers import (
     ComparisonRow,
     ImportFileError,
@@ -34,6 +40,41 @@ class ImportResult:
     rows: int
     prompts_created: int
     comparisons_created: int = 0
+
+
+class _TokenCheck:
+    """Checks token ids against the task's tokenizer, loaded at the first line with any."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self._vocabulary: tokens.Vocabulary | None = None
+
+    def _load(self, line: int) -> tokens.Vocabulary:
+        if self._vocabulary is None:
+            try:
+                self._vocabulary = tokens.vocabulary_for(self.task.base_model)
+            except tokens.TokenizerUnavailable as exc:
+                raise ImportFileError(
+                    f"token ids cannot be checked ({exc}): import the file without token ids, "
+                    "or make the tokenizer available",
+                    line,
+                ) from None
+        return self._vocabulary
+
+    def check(
+        self, ids: list[int] | None, text: str, name: str, line: int, *, prompt: bool = False
+    ) -> None:
+        if ids is None:
+            return
+        cut_at = self.task.query_length if prompt else None
+        problem = self._load(line).problem(ids, text, cut_at=cut_at)
+        if problem:
+            raise ImportFileError(f"'{name}': {problem}", line)
+
+    def comparison(self, row: ComparisonRow) -> None:
+        self.check(row.prompt_token_ids, row.prompt, "prompt_token_ids", row.line, prompt=True)
+        for i, ids in enumerate(row.sample_token_ids or []):
+            self.check(ids, row.samples[i], f"sample_token_ids[{i}]", row.line)
 
 
 def _batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -62,8 +103,11 @@ def import_prompts(
     if file_format not in ("jsonl", "csv"):
         raise ImportFileError(f"unsupported format {file_format!r}: use jsonl or csv")
     rows = parse_prompts_csv(stream) if file_format == "csv" else parse_prompts_jsonl(stream)
+    token_check = _TokenCheck(task)
     total = 0
     for batch in _batches(rows, BATCH_SIZE):
+        for row in batch:
+            token_check.check(row.token_ids, row.text, "token_ids", row.line, prompt=True)
         _check_prompts_are_new(task, batch)
         Prompt.objects.bulk_create(
             [
@@ -116,8 +160,11 @@ def import_comparisons(
     that did not end are kept as the file gives them (``sample_ended``, or null)."""
     versions = _policy_version_ids(task)
     resolver = _PromptResolver(task)
+    token_check = _TokenCheck(task)
     total = 0
     for batch in _batches(parse_comparisons_jsonl(stream, k=task.k), BATCH_SIZE):
+        for row in batch:
+            token_check.comparison(row)
         prompts = resolver.resolve(batch)
         _check_comparisons_are_new(task, batch, prompts)
         objects = []
@@ -166,6 +213,7 @@ class _PromptResolver:
         self.task = task
         self.by_id: dict[str, int] = {}
         self.by_text: dict[str, int] = {}
+        self.stored_ids: dict[int, list[int] | None] = {}  # token ids of prompts found in the task
         self.created = 0
 
     def resolve(self, batch: list[ComparisonRow]) -> list[int]:
@@ -173,13 +221,17 @@ class _PromptResolver:
         texts = {r.prompt for r in batch if not r.prompt_id and r.prompt not in self.by_text}
         existing = Prompt.objects.filter(task=self.task)
         id_texts: dict[str, str] = {}
-        for pk, external_id, text in existing.filter(external_id__in=ids).values_list(
-            "pk", "external_id", "text"
+        for pk, external_id, text, token_ids in existing.filter(external_id__in=ids).values_list(
+            "pk", "external_id", "text", "token_ids"
         ):
             self.by_id[external_id] = pk
+            self.stored_ids[pk] = token_ids
             id_texts[external_id] = text
-        for pk, text in existing.filter(text__in=texts).order_by("-id").values_list("pk", "text"):
+        for pk, text, token_ids in (
+            existing.filter(text__in=texts).order_by("-id").values_list("pk", "text", "token_ids")
+        ):
             self.by_text[text] = pk
+            self.stored_ids[pk] = token_ids
         missing: dict[tuple[str, str], ComparisonRow] = {}
         for row in batch:
             if row.prompt_id:
@@ -192,10 +244,30 @@ class _PromptResolver:
             elif row.prompt not in self.by_text:
                 missing.setdefault(("text", row.prompt), row)
         self._create(missing)
-        return [
+        resolved = [
             self.by_id[row.prompt_id] if row.prompt_id else self.by_text[row.prompt]
             for row in batch
         ]
+        for row, pk in zip(batch, resolved, strict=True):
+            self._check_stored_ids(row, pk)
+        return resolved
+
+    def _check_stored_ids(self, row: ComparisonRow, pk: int) -> None:
+        """A prompt that the task had before this import keeps its token ids: a line may not
+        give others (they would be dropped)."""
+        if row.prompt_token_ids is None or pk not in self.stored_ids:
+            return
+        stored = self.stored_ids[pk]
+        name = f"prompt id {row.prompt_id!r}" if row.prompt_id else "this prompt"
+        if stored is None:
+            raise ImportFileError(
+                f"{name} exists in this task without token ids: leave out 'prompt_token_ids'",
+                row.line,
+            )
+        if stored != row.prompt_token_ids:
+            raise ImportFileError(
+                f"{name} exists in this task with different 'prompt_token_ids'", row.line
+            )
 
     def _create(self, missing: dict[tuple[str, str], ComparisonRow]) -> None:
         """One multi-row INSERT for the batch's new prompts (primary keys come back)."""

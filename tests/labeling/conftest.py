@@ -42,3 +42,27 @@ def hot_path(request, monkeypatch) -> HotPath:
 
         monkeypatch.setattr(hot_sql, "cursor", no_cursor)
     return path
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer_dir(tmp_path_factory):
+    """A model directory whose tokenizer.json is a byte-level BPE with one token per byte and
+    an <|endoftext|> special token (id 256): real GPT-2 decoding on a tiny vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Tokenizer(models.BPE({ch: i for i, ch in enumerate(alphabet)}, []))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    directory = tmp_path_factory.mktemp("byte-model")
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+@pytest.fixture
+def encode(byte_tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(byte_tokenizer_dir / "tokenizer.json"))
+    return lambda text: tokenizer.encode(text).ids

@@ -41,7 +41,10 @@ def test_import_prompts_csv_reports_progress_for_big_files(tmp_path, capsys, mon
 def test_import_prompts_error_names_the_line_and_imports_nothing(tmp_path):
     task = TaskFactory()
     path = write_jsonl(tmp_path / "p.jsonl", [{"text": "a"}, {"txt": "b"}])
-    with pytest.raises(CommandError, match=r"line 2: missing field 'text'.*Nothing was imported"):
+    with pytest.raises(
+        CommandError,
+        match=r"line 2: unknown field 'txt' \(did you mean 'text'\?\).*Nothing was imported",
+    ):
         call_command("import_prompts", "--task", str(task.pk), path)
     assert not Prompt.objects.exists()
 

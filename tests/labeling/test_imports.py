@@ -28,11 +28,11 @@ def comparison(prompt: str = "Once upon a time", k: int = 4, **extra: object) ->
 # ---- prompts ---------------------------------------------------------------------------
 
 
-def test_prompts_jsonl_are_imported_with_ids_splits_and_token_ids():
-    task = TaskFactory()
+def test_prompts_jsonl_are_imported_with_ids_splits_and_token_ids(byte_tokenizer_dir, encode):
+    task = TaskFactory(base_model=str(byte_tokenizer_dir))
     stream = jsonl(
         {"text": "first", "id": "a"},
-        {"prompt": "second", "split": "eval", "token_ids": [1, 2, 3]},
+        {"prompt": "second", "split": "eval", "token_ids": encode("second")},
         b"",  # blank lines are ignored
         {"text": "third"},
     )
@@ -43,7 +43,7 @@ def test_prompts_jsonl_are_imported_with_ids_splits_and_token_ids():
     assert [p.text for p in prompts] == ["first", "second", "third"]
     assert [p.split for p in prompts] == ["train", "eval", "train"]
     assert prompts[0].external_id == "a"
-    assert prompts[1].token_ids == [1, 2, 3]
+    assert prompts[1].token_ids == encode("second")
     assert seen == [3]
 
 
@@ -145,26 +145,28 @@ def test_empty_file_is_an_error():
 # ---- comparisons -----------------------------------------------------------------------
 
 
-def test_comparisons_create_prompts_once_and_keep_token_ids_and_gold():
-    task = TaskFactory(k=3, labels_per_comparison=2)
+def test_comparisons_create_prompts_once_and_keep_token_ids_and_gold(byte_tokenizer_dir, encode):
+    task = TaskFactory(k=3, labels_per_comparison=2, base_model=str(byte_tokenizer_dir))
     existing = PromptFactory(task=task, text="known prompt")
+    fresh = comparison("fresh prompt", k=3)
+    fresh_ids = [encode(sample) for sample in fresh["samples"]]
     stream = jsonl(
         comparison("known prompt", k=3),
-        comparison("fresh prompt", k=3, sample_token_ids=[[1], [2, 3], [4]]),
+        {**fresh, "sample_token_ids": fresh_ids},
         {**comparison("fresh prompt", k=3), "samples": ["a", "b", "c"], "gold_choice": 2},
-        comparison("by id", k=3, prompt_id="q-9", prompt_token_ids=[5, 6]),
+        comparison("by id", k=3, prompt_id="q-9", prompt_token_ids=encode("by id")),
     )
     result = import_comparisons(task=task, stream=stream)
     assert (result.rows, result.prompts_created, result.comparisons_created) == (4, 2, 4)
     rows = list(Comparison.objects.filter(task=task).order_by("id"))
     assert rows[0].prompt == existing
     assert rows[1].prompt == rows[2].prompt
-    assert rows[1].sample_token_ids == [[1], [2, 3], [4]]
+    assert rows[1].sample_token_ids == fresh_ids
     assert (rows[2].is_gold, rows[2].gold_choice) == (True, 2)
     assert (rows[0].is_gold, rows[0].gold_choice) == (False, None)
     assert all(c.k == 3 and c.overlap == 2 and c.open_slots == 2 for c in rows)
     by_id = Prompt.objects.get(task=task, external_id="q-9")
-    assert by_id.token_ids == [5, 6]
+    assert by_id.token_ids == encode("by id")
     assert rows[3].prompt == by_id
 
 
