@@ -13,13 +13,14 @@ import time
 from labeling.models import Task
 from training import artifacts, scoring, selectors, services
 from training.ml import checkpoint as ml_checkpoint
-from training.ml.ppo import train_policy
-from training.ml.reward import bounded_replay, evaluate_reward_model, train_reward_model
-from training.ml.sampling import (
+from training.ml.ended import (
     CANDIDATES_PER_K,
     candidates_for,
     sample_ended_comparisons,
 )
+from training.ml.labels import bounded_replay
+from training.ml.ppo import train_policy
+from training.ml.reward import evaluate_reward_model, train_reward_model
 from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.task_settings import training_config

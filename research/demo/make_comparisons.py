@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from research.demo.data import COMPARISONS_FILE, DEMO_TASK_SETTINGS, PROMPTS_FILE
+from training.ml.ended import sample_ended_comparisons
 from training.ml.models import load_model_and_tokenizer
-from training.ml.sampling import sample_ended_comparisons
 from training.task_settings import config_from_task_fields
 
 SEED = 0

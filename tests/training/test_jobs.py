@@ -183,15 +183,15 @@ def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, mon
     """A prompt dropped for want of K ended responses (all its copies) is replaced by another
     one in the same job (the buffer fills), and every candidate counts for the version."""
     from training import jobs
-    from training.ml import sampling
+    from training.ml import ended
 
     task = tiny_task(tiny_model_path)
     services.tick(task_id=task.pk)
     v0 = selectors.promoted_policy(task_id=task.pk)
-    calls: list[tuple[list, sampling.EndedSamples]] = []
+    calls: list[tuple[list, ended.EndedSamples]] = []
 
     def first_query_never_ends(model, tokenizer, queries, config, **kwargs):
-        result = sampling.sample_ended_comparisons(model, tokenizer, queries, config, **kwargs)
+        result = ended.sample_ended_comparisons(model, tokenizer, queries, config, **kwargs)
         if not calls:  # as if the first prompt never ended: all its copies are dropped
             for i, query in enumerate(queries):
                 if query == queries[0]:

@@ -48,7 +48,8 @@ def _bar(total: int, unit: str, enabled: bool) -> tqdm:
 
 def cmd_reward(args: argparse.Namespace) -> dict[str, Any]:
     from . import distributed
-    from .reward import read_labels_jsonl, train_reward_model
+    from .labels import read_labels_jsonl
+    from .reward import train_reward_model
 
     config = _config(args)
     labels = read_labels_jsonl(args.labels)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,6 +28,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import distributed
 from .config import RewardConfig, SamplingConfig
+from .labels import Example, LabelRecord, batches_by_k, collate, encode_label
 from .losses import kway_accuracy, kway_reward_loss, normalization_gain_bias
 from .models import (
     RewardModel,
@@ -38,45 +39,10 @@ from .models import (
     load_tokenizer,
     merged_copy,
 )
-from .sampling import encode_queries, pad_left, pad_right, sample_responses
+from .sampling import pad_left, pad_right, sample_responses
 
 ProgressCallback = Callable[[int, int], None]
-T = TypeVar("T")
 HEAD_FILE, META_FILE, LM_DIR = "reward_head.safetensors", "reward.json", "model"
-
-
-@dataclass
-class LabelRecord:
-    """One line of the labeling app's paper-format export."""
-
-    query: str
-    samples: list[str]
-    best: int | None
-    query_token_ids: list[int] | None = None
-    sample_token_ids: list[list[int]] | None = None
-    comparison_id: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LabelRecord:
-        k = 0
-        while f"sample{k}" in data:
-            k += 1
-        if k < 2:
-            raise ValueError(f"label {data.get('comparison_id')}: needs sample0..sample{{K-1}}")
-        best = data.get("best")
-        return cls(
-            query=data["query"],
-            samples=[data[f"sample{i}"] for i in range(k)],
-            best=best if isinstance(best, int) and 0 <= best < k else None,
-            query_token_ids=data.get("query_token_ids"),
-            sample_token_ids=data.get("sample_token_ids"),
-            comparison_id=data.get("comparison_id"),
-        )
-
-
-def read_labels_jsonl(path: str | Path) -> list[LabelRecord]:
-    with open(path, encoding="utf-8") as lines:
-        return [LabelRecord.from_dict(json.loads(line)) for line in lines if line.strip()]
 
 
 @dataclass
@@ -89,70 +55,11 @@ class RewardTrainResult:
     """The trained reward model, in memory (LoRA merged, gain/bias set)."""
 
 
-@dataclass
-class _Example:
-    query_ids: list[int]
-    response_ids: list[list[int]]
-    best: int
-
-
-def _encode(
-    record: LabelRecord, tokenizer: PreTrainedTokenizerBase, sampling: SamplingConfig
-) -> _Example:
-    """Token ids as exported when present (used as they are), else tokenized text."""
-    query = record.query_token_ids
-    if query is None:
-        query = encode_queries(tokenizer, [record.query], sampling.query_length)[0]
-    responses = record.sample_token_ids
-    if responses is None:
-        encoded = tokenizer(record.samples, add_special_tokens=False)["input_ids"]
-        responses = [list(ids[: sampling.response_length]) for ids in encoded]
-    return _Example(list(query), [list(r) for r in responses], int(record.best or 0))
-
-
-def _collate(examples: Sequence[_Example], pad_id: int) -> tuple[Tensor, ...]:
-    ks = {len(e.response_ids) for e in examples}
-    if len(ks) > 1:
-        # Rows b*K..b*K+K-1 must continue query b: one K per batch (see _batches).
-        raise ValueError(f"a reward batch mixes K = {sorted(ks)}")
-    query_ids, query_mask = pad_left([e.query_ids for e in examples], pad_id)  # (B, Tq)
-    flat = [r for e in examples for r in e.response_ids]
-    response_ids, response_mask = pad_right(flat, pad_id)  # (B*K, R)
-    best = torch.tensor([e.best for e in examples])  # (B,)
-    return query_ids, query_mask, response_ids, response_mask, best
-
-
 def _kway_rewards(model: RewardModel, batch: tuple[Tensor, ...]) -> Tensor:
     device = model.device
     query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in batch[:4])
     raw = model.raw_rewards(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
     return raw.view(query_ids.shape[0], -1)  # (B, K)
-
-
-def _batches(
-    examples: Sequence[_Example], size: int, seed: int | None = None
-) -> list[list[_Example]]:
-    """Batches of at most ``size`` examples with one K each (a task's K may have been edited
-    between labels); with a ``seed`` the batch order is shuffled."""
-    by_k: dict[int, list[_Example]] = {}
-    for example in examples:
-        by_k.setdefault(len(example.response_ids), []).append(example)
-    batches = [
-        group[start : start + size]
-        for _, group in sorted(by_k.items())
-        for start in range(0, len(group), size)
-    ]
-    if seed is not None:
-        random.Random(seed).shuffle(batches)
-    return batches
-
-
-def bounded_replay(old: Sequence[T], fresh: Sequence[T], ratio: float, seed: int) -> list[T]:
-    """A warm-started retrain's training set: every fresh item plus at most
-    ``floor(ratio * len(fresh))`` old items drawn without replacement (in their order)."""
-    count = min(len(old), math.floor(ratio * len(fresh)))
-    chosen = sorted(random.Random(seed).sample(range(len(old)), count))
-    return [old[i] for i in chosen] + list(fresh)
 
 
 def _build_reward_model(
@@ -175,14 +82,14 @@ def _build_reward_model(
 
 @torch.no_grad()
 def evaluate(
-    model: RewardModel, examples: Sequence[_Example], pad_id: int, batch_size: int = 8
+    model: RewardModel, examples: Sequence[Example], pad_id: int, batch_size: int = 8
 ) -> dict[str, float]:
     """K-way loss and accuracy (chosen response has the highest reward)."""
     if not examples:
         return {}
     loss = accuracy = 0.0
-    for chunk in _batches(examples, batch_size):
-        batch = _collate(chunk, pad_id)
+    for chunk in batches_by_k(examples, batch_size):
+        batch = collate(chunk, pad_id)
         rewards = _kway_rewards(model, batch)
         n = rewards.shape[0]
         best = batch[-1].to(rewards.device)
@@ -204,7 +111,7 @@ def evaluate_reward_model(
     if not usable:
         return {"labels": 0.0}
     model, tokenizer, _ = load_reward_model(directory)
-    examples = [_encode(r, tokenizer, sampling or SamplingConfig()) for r in usable]
+    examples = [encode_label(r, tokenizer, sampling or SamplingConfig()) for r in usable]
     return {"labels": float(len(examples)), **evaluate(model, examples, _pad_id(tokenizer))}
 
 
@@ -236,7 +143,7 @@ def train_reward_model(
     usable = [r for r in records if r.best is not None]
     tokenizer = load_tokenizer(base if init_from is None else str(Path(init_from) / LM_DIR))
     pad_id = int(tokenizer.pad_token_id or 0)
-    examples = [_encode(r, tokenizer, sampling) for r in usable]
+    examples = [encode_label(r, tokenizer, sampling) for r in usable]
     random.Random(config.seed).shuffle(examples)
     n_holdout = int(len(examples) * config.holdout_fraction)
     holdout, train = examples[:n_holdout], examples[n_holdout:]
@@ -244,7 +151,7 @@ def train_reward_model(
         raise ValueError("no usable labels to train on")
     model = _build_reward_model(base, init_from, config)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    epochs = [_batches(train, config.batch_size, config.seed + e) for e in range(config.epochs)]
+    epochs = [batches_by_k(train, config.batch_size, config.seed + e) for e in range(config.epochs)]
     total_steps = sum(len(batches) for batches in epochs)
     optimizer = torch.optim.AdamW(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -258,7 +165,7 @@ def train_reward_model(
             mine = distributed.shard(batch_examples)
             for start in range(0, len(mine), config.micro_batch_size):
                 micro = mine[start : start + config.micro_batch_size]
-                batch = _collate(micro, pad_id)
+                batch = collate(micro, pad_id)
                 rewards = _kway_rewards(model, batch)  # (b, K)
                 best = batch[-1].to(rewards.device)
                 loss = kway_reward_loss(rewards, best)
@@ -311,7 +218,7 @@ def train_reward_model(
 def _normalize(
     model: RewardModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: Sequence[_Example],
+    examples: Sequence[Example],
     sampling: SamplingConfig,
     config: RewardConfig,
     base: str,

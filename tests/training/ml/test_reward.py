@@ -5,13 +5,8 @@ import pytest
 import torch
 
 from training.ml.config import RewardConfig, SamplingConfig
-from training.ml.reward import (
-    LabelRecord,
-    load_reward_model,
-    read_labels_jsonl,
-    score_responses,
-    train_reward_model,
-)
+from training.ml.labels import LabelRecord, read_labels_jsonl
+from training.ml.reward import load_reward_model, score_responses, train_reward_model
 
 MARK = 100  # the token the synthetic labeler prefers
 

@@ -14,10 +14,8 @@ import torch
 
 from tests.training.ml.test_reward import synthetic_labels
 from training.ml.config import RewardConfig, SamplingConfig
+from training.ml.labels import LabelRecord, bounded_replay, collate, encode_label
 from training.ml.reward import (
-    _collate,
-    _encode,
-    bounded_replay,
     evaluate_reward_model,
     load_reward_model,
     score_token_ids,
@@ -32,13 +30,12 @@ CONFIG = RewardConfig(
 
 def test_a_batch_never_mixes_k(tiny_tokenizer):
     two, four = synthetic_labels(1, k=2)[0], synthetic_labels(1, k=4)[0]
-    from training.ml.reward import LabelRecord
-
     examples = [
-        _encode(LabelRecord.from_dict(r), tiny_tokenizer, SamplingConfig()) for r in (two, four)
+        encode_label(LabelRecord.from_dict(r), tiny_tokenizer, SamplingConfig())
+        for r in (two, four)
     ]
     with pytest.raises(ValueError, match="mixes K"):
-        _collate(examples, 0)
+        collate(examples, 0)
 
 
 @pytest.mark.slow
