@@ -5,6 +5,10 @@
   any number of raters per item) overall, and per labeler the pairwise agreement with the
   others on shared items, chance-corrected with the pooled category distribution;
 - with the reward model: the fraction of labels whose choice is the reward model's argmax.
+
+Fleiss' kappa and Krippendorff's alpha are checked against statsmodels' ``fleiss_kappa`` and
+the ``krippendorff`` package in tests (both test-only dependencies: the web process needs
+neither).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Drift and bias diagnostics: which surface features predict labelers' choices.
 
-Fits the conditional logit overall, per labeler and over chronological windows of labels,
-and warns when one feature dominates (e.g. "labelers reward copying").
+Fits the conditional logit (Firth-penalized, likelihood-ratio tests:
+:mod:`research.analytics.choice_model`) overall, per labeler and over chronological windows
+of labels, and warns for each feature that predicts choices (e.g. "labelers reward
+copying"): a labeler who follows a feature every time is flagged with the strongest
+evidence, not the weakest.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .choice_model import LogitFit, dominant_feature, fit_conditional_logit
+from .choice_model import LogitFit, fit_conditional_logit, flagged_features
 from .features import FEATURE_LABELS, FEATURES, ComparisonView, raw_features, standardize
 
 MIN_LABELS_TO_FIT = 20
@@ -30,12 +33,19 @@ class GroupFit:
     key: str
     n: int
     fit: LogitFit | None
-    dominant: str | None = None
+    flagged: list[str] = field(default_factory=list)
+    """Features that predict this group's choices, strongest evidence first."""
+
+    @property
+    def dominant(self) -> str | None:
+        """The flagged feature with the strongest evidence."""
+        return self.flagged[0] if self.flagged else None
 
     def as_dict(self) -> dict:
         return {
             "key": self.key,
             "n": self.n,
+            "flagged": list(self.flagged),
             "dominant": self.dominant,
             "dominant_label": FEATURE_LABELS.get(self.dominant or "", ""),
             "pseudo_r2": self.fit.pseudo_r2 if self.fit else None,
@@ -67,24 +77,26 @@ class DriftReport:
         }
 
 
-def _fit_group(
-    key: str, x: np.ndarray, y: np.ndarray, *, min_labels: int, ridge: float
-) -> GroupFit:
+def _fit_group(key: str, x: np.ndarray, y: np.ndarray, *, min_labels: int) -> GroupFit:
     if len(y) < min_labels:
         return GroupFit(key=key, n=len(y), fit=None)
-    fit = fit_conditional_logit(x, y, names=FEATURES, ridge=ridge)
-    return GroupFit(key=key, n=len(y), fit=fit, dominant=dominant_feature(fit))
+    fit = fit_conditional_logit(x, y, names=FEATURES)
+    return GroupFit(key=key, n=len(y), fit=fit, flagged=flagged_features(fit))
 
 
-def _warning(scope: str, group: GroupFit) -> str:
-    assert group.fit is not None and group.dominant is not None
-    row = next(r for r in group.fit.rows() if r["name"] == group.dominant)
-    direction = "rewards" if row["coef"] > 0 else "penalizes"
-    return (
-        f"{scope} {direction} {FEATURE_LABELS[group.dominant]}: coefficient "
-        f"{row['coef']:+.2f} per SD (z = {row['z']:.1f}, n = {group.n}), "
-        "larger than every other feature's"
-    )
+def _warnings(scope: str, group: GroupFit) -> list[str]:
+    if group.fit is None:
+        return []
+    rows = {r["name"]: r for r in group.fit.rows()}
+    warnings = []
+    for name in group.flagged:
+        row = rows[name]
+        direction = "rewards" if row["coef"] > 0 else "penalizes"
+        warnings.append(
+            f"{scope} {direction} {FEATURE_LABELS[name]}: coefficient {row['coef']:+.2f} per SD "
+            f"(likelihood-ratio z = {row['z']:+.1f}, n = {group.n})"
+        )
+    return warnings
 
 
 def drift_report(
@@ -92,7 +104,6 @@ def drift_report(
     *,
     windows: int = 4,
     min_labels: int = MIN_LABELS_TO_FIT,
-    ridge: float = 1e-2,
     labeler_names: dict[Hashable, str] | None = None,
 ) -> DriftReport:
     """Observations in chronological order; all must have the same K."""
@@ -106,12 +117,12 @@ def drift_report(
     names = labeler_names or {}
     report = DriftReport(
         n=len(y),
-        overall=_fit_group("all labelers", x, y, min_labels=min_labels, ridge=ridge),
+        overall=_fit_group("all labelers", x, y, min_labels=min_labels),
         feature_means=dict(zip(FEATURES, map(float, mean), strict=True)),
         feature_sds=dict(zip(FEATURES, map(float, sd), strict=True)),
     )
-    if report.overall and report.overall.dominant:
-        report.warnings.append(_warning("Labelers overall", report.overall))
+    if report.overall:
+        report.warnings.extend(_warnings("Labelers overall", report.overall))
 
     by_labeler: dict[Hashable, list[int]] = defaultdict(list)
     for i, obs in enumerate(observations):
@@ -120,19 +131,16 @@ def drift_report(
         by_labeler.items(), key=lambda item: str(names.get(item[0], item[0]))
     ):
         label = str(names.get(labeler, labeler))
-        group = _fit_group(label, x[idx], y[idx], min_labels=min_labels, ridge=ridge)
+        group = _fit_group(label, x[idx], y[idx], min_labels=min_labels)
         report.per_labeler.append(group)
-        if group.dominant:
-            report.warnings.append(_warning(f"Labeler {label}", group))
+        report.warnings.extend(_warnings(f"Labeler {label}", group))
 
     n_windows = max(1, min(windows, len(y) // max(min_labels, 1)))
     bounds = np.linspace(0, len(y), n_windows + 1).astype(int)
     for w in range(n_windows):
         lo, hi = bounds[w], bounds[w + 1]
-        group = _fit_group(
-            f"labels {lo + 1}-{hi}", x[lo:hi], y[lo:hi], min_labels=min_labels, ridge=ridge
-        )
+        group = _fit_group(f"labels {lo + 1}-{hi}", x[lo:hi], y[lo:hi], min_labels=min_labels)
         report.windows.append(group)
-        if group.dominant and n_windows > 1:
-            report.warnings.append(_warning(f"Window {group.key}", group))
+        if n_windows > 1:
+            report.warnings.extend(_warnings(f"Window {group.key}", group))
     return report

@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 
 from research.analytics.agreement import (
@@ -108,3 +109,36 @@ def test_per_labeler_counts_by_hand():
 def test_out_of_range_choice_is_rejected():
     with pytest.raises(ValueError):
         agreement_report([ChoiceRecord("a", 1, 5)], k=4, gold={}, rm_argmax={}, threshold=0.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fleiss_kappa_matches_statsmodels(seed):
+    from statsmodels.stats.inter_rater import fleiss_kappa as reference
+
+    rng = np.random.default_rng(seed)
+    raters, k = int(rng.integers(2, 6)), 4
+    # Items with a preferred sample and some noise, so that kappa is away from 0.
+    table = np.zeros((int(rng.integers(5, 60)), k), dtype=int)
+    for row in table:
+        favourite = rng.integers(k)
+        for _ in range(raters):
+            row[favourite if rng.random() < 0.6 else rng.integers(k)] += 1
+    assert fleiss_kappa(table) == pytest.approx(reference(table, method="fleiss"), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_krippendorff_alpha_matches_the_krippendorff_package(seed):
+    import krippendorff
+
+    rng = np.random.default_rng(seed)
+    units = []
+    for _ in range(int(rng.integers(5, 50))):
+        favourite = int(rng.integers(4))
+        m = int(rng.integers(1, 6))  # any number of raters, single ones too (not pairable)
+        units.append([favourite if rng.random() < 0.6 else int(rng.integers(4)) for _ in range(m)])
+    width = max(len(u) for u in units)
+    data = np.full((width, len(units)), np.nan)  # raters x units, nan = missing
+    for j, values in enumerate(units):
+        data[: len(values), j] = values
+    expected = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+    assert krippendorff_alpha_nominal(units) == pytest.approx(expected, abs=1e-12)
