@@ -2,8 +2,9 @@
 
 ``hit(key, seconds)`` counts one event in a fixed window that starts at the key's first
 event and lasts ``seconds``, and returns the count so far. On Redis that is one round trip
-(``SET NX EX`` + ``INCR`` in a pipeline); elsewhere a cache ``add`` then ``incr``, which is
-atomic on the project's database cache (``config.cache.AtomicDatabaseCache``) as on Redis.
+(``SET NX EX`` + ``INCR`` in a pipeline); elsewhere a cache ``incr`` (an ``add`` when the key
+is missing), atomic on the project's database cache (``config.cache.AtomicDatabaseCache``) as
+on Redis.
 The cache must be shared by every web process for a limit to hold across them: Redis
 (``CACHE_URL=redis://...``) or, without Redis, the database cache (the default).
 """
@@ -26,10 +27,14 @@ def hit(key: str, seconds: int, *, cache: BaseCache | None = None) -> int:
         pipe.set(redis_key, 0, ex=seconds, nx=True)
         pipe.incr(redis_key)
         return int(pipe.execute()[1])
+    try:  # the usual case, one statement on the database cache
+        return int(cache.incr(key))
+    except ValueError:  # no live key: the first event of a window
+        pass
     if cache.add(key, 1, seconds):
         return 1
-    try:
+    try:  # another process started the window meanwhile
         return int(cache.incr(key))
-    except ValueError:  # expired between add and incr: a new window
+    except ValueError:  # ... and it expired already
         cache.set(key, 1, seconds)
         return 1

@@ -6,8 +6,9 @@ list of up to ``num_requests`` floats, and a cache set per request). On the labe
 this throttle counts instead: a counter per client and scope that starts at the client's first
 request and expires ``duration`` seconds later (a fixed window anchored at that request). On
 Redis that is one round trip (``SET NX EX`` + ``INCR`` in a pipeline), elsewhere a cache
-``add`` then ``incr``. A client may burst up to twice the rate across a window boundary; the
-limit is meant against floods, not as an exact quota. A cache outage lets requests through.
+``incr`` (``labeling.counters.hit``). A client may burst up to twice the rate across a window
+boundary; the limit is meant against floods, not as an exact quota. A cache outage lets
+requests through.
 
 It is every API view's throttle (``DEFAULT_THROTTLE_CLASSES``): a view without a
 ``throttle_scope`` counts under the ``api`` scope (``THROTTLE_API``, 600/min per user, or per
