@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 
 from labeling.models import Task
 from training import artifacts, scoring, selectors, services
@@ -141,6 +142,8 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     init_from = previous.artifact_path if previous and config.reward.warm_start else None
     seen_up_to = selectors.reward_model_label_cutoff(version=previous) if previous else 0
     fresh = list(selectors.paper_records(labels=labels.filter(pk__gt=seen_up_to)))
+    started = time.perf_counter()
+    prospective_note = ""
     if previous is not None and fresh:
         prospective = evaluate_reward_model(previous.artifact_path, fresh, config.sampling)
         services.record_prospective_accuracy(
@@ -149,10 +152,10 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             accuracy=prospective.get("accuracy"),
             loss=prospective.get("loss"),
         )
-        logger.info(
-            "task %s: reward model v%d on the %d labels that arrived after it: accuracy %s",
-            task.pk, previous.number, prospective["labels"], prospective.get("accuracy"),
-        )  # fmt: skip
+        prospective_note = (
+            f"; v{previous.number} scored {_fmt(prospective.get('accuracy'))} on the "
+            f"{prospective['labels']} labels after it"
+        )
     if init_from is not None:
         old = labels.filter(pk__lte=seen_up_to).order_by("pk")
         old_ids = list(old.values_list("pk", flat=True))
@@ -164,13 +167,18 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     label_ids = [r["label_id"] for r in records]
     queries = [p.text for p in selectors.prompts_to_sample(task_id=task.pk, n=64)]
     out_dir = artifacts.task_dir(task.pk) / "reward" / f"run-{run.pk}"
-    started = time.perf_counter()
-    logger.info(
+    logger.debug(
         "task %s: reward run %s on %d labels (%d new; %s)",
         task.pk, run.pk, len(records), len(fresh),
         "warm start" if init_from else "from the base model",
     )  # fmt: skip
     with heartbeating(run.pk) as check:
+        report = progress_reporter(run.pk)
+
+        def progress(done: int, total: int) -> None:
+            check()
+            report(done / total if total else 0.0)
+
         result = train_reward_model(
             records,
             task.base_model,
@@ -179,7 +187,7 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
             sampling=config.sampling,
             normalization_queries=queries or None,
             init_from=init_from,
-            progress=lambda done, total: check(),
+            progress=progress,
         )
         check()
     refresh_db()
@@ -211,14 +219,22 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         metrics=metrics,
     )
     if version is not None:
-        logger.info(
-            "task %s: published reward model v%d: %d labels (%d trained on), train accuracy "
-            "%.3f, %.0f s",
-            task.pk, version.number, label_count, len(records),
-            metrics["train_accuracy"] or float("nan"), metrics["seconds"],
-        )  # fmt: skip
         scoring.score_comparisons(version)
+        base = selectors.base_policy(task_id=task.pk)
+        if base is not None:
+            scoring.rescore_eval_samples(base, version, config)
+        logger.info(
+            "task %s: reward model v%d: %d labels (%d trained on, %d new, %s), train accuracy "
+            "%s%s; %.0f s",
+            task.pk, version.number, label_count, len(records), len(fresh),
+            "warm start" if init_from else "from the base model",
+            _fmt(metrics["train_accuracy"]), prospective_note, time.perf_counter() - started,
+        )  # fmt: skip
     return version
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
 
 
 def _max_label_id(task_id: int) -> int:
@@ -255,20 +271,19 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
         services.fail_run(run_id=run.pk, error="the task has no train prompts")
         return None
 
-    logger.info(
-        "task %s: policy run %s, PPO episodes %d -> %d against reward model v%d",
-        task.pk, run.pk, done, target, reward_model.number,
-    )  # fmt: skip
+    started = time.perf_counter()
 
     def progress(done_now: int, total: int, metrics: dict[str, float]) -> None:
         check()
-        logger.info(
+        episode = int(metrics.get("episodes", 0))
+        logger.debug(
             "task %s: PPO episode %d: score %.3f, KL %.3f, beta %.4f",
-            task.pk, metrics.get("episodes", 0), metrics.get("score", float("nan")),
+            task.pk, episode, metrics.get("score", float("nan")),
             metrics.get("kl", float("nan")), metrics.get("beta", float("nan")),
         )  # fmt: skip
-        services.append_run_metrics(
-            run_id=run.pk, entries=[{"episode": int(metrics.get("episodes", 0)), **metrics}]
+        services.append_run_metrics(run_id=run.pk, entries=[{"episode": episode, **metrics}])
+        services.set_run_progress(
+            run_id=run.pk, progress=(episode - start) / (target - start) if target > start else 1
         )
 
     with heartbeating(run.pk) as check:
@@ -310,9 +325,46 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
         parent_id=head.pk if head else None,
     )
     if version is not None and version.artifact_path == str(artifact):
-        logger.info(
-            "task %s: published policy v%d (%d episodes)", task.pk, version.number, version.episodes
-        )
         shutil.rmtree(state_dir, ignore_errors=True)
         scoring.write_eval_samples(version, reward_model, config)
+        logger.info(
+            "task %s: policy v%d: PPO episodes %d -> %d against reward model v%d: score %s, "
+            "KL %s, beta %s; %.0f s",
+            task.pk, version.number, start, version.episodes, reward_model.number,
+            _fmt(last.get("score")), _fmt(last.get("kl")), _fmt(last.get("beta")),
+            time.perf_counter() - started,
+        )  # fmt: skip
     return version
+
+
+# --- eval answers ---------------------------------------------------------------------------
+
+
+def sample_eval_answers(policy_version_id: int) -> int:
+    """A policy version's answers to the eval prompts, once (v0's, when the task starts),
+    scored by the latest reward model if one exists; how many were written."""
+    version = PolicyVersion.objects.select_related("task").get(pk=policy_version_id)
+    if not selectors.needs_eval_samples(version=version):
+        return 0
+    started = time.perf_counter()
+    reward_model = selectors.latest_reward_model(task_id=version.task_id)
+    written = scoring.write_eval_samples(version, reward_model, training_config(version.task))
+    logger.info(
+        "task %s: policy v%d answered %d eval prompts in %.1f s",
+        version.task_id, version.number, written, time.perf_counter() - started,
+    )  # fmt: skip
+    return written
+
+
+def progress_reporter(run_id: int, every: float = 2.0) -> Callable[[float], None]:
+    """Record a run's progress (0..1) for the dashboard, at most once per ``every`` seconds."""
+    last = 0.0
+
+    def report(fraction: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every or fraction >= 1:
+            last = now
+            services.set_run_progress(run_id=run_id, progress=fraction)
+
+    return report

@@ -114,6 +114,9 @@ class TrainingRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     checkpoint_path = models.CharField(max_length=500, blank=True)
     metrics = models.JSONField(default=list, blank=True, help_text="metrics over time")
+    progress = models.FloatField(
+        null=True, blank=True, help_text="fraction of the run's work done (0..1) while it runs"
+    )
     error = models.TextField(blank=True)
     reward_model_version = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
@@ -132,6 +135,10 @@ class TrainingRun(models.Model):
                 fields=["task", "kind"],
                 condition=Q(status__in=["queued", "running"]),
                 name="one_live_run_per_task_and_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__isnull=True) | Q(progress__gte=0, progress__lte=1),
+                name="run_progress_is_a_fraction",
             ),
         ]
 

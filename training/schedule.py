@@ -3,8 +3,15 @@
 Before PPO episode n at least l(n) = N0 + (N - N0) * (1 - (1 - n / N_pi)^2) labels must exist;
 the reward model is retrained at ``retrains`` evenly spaced values of l(n), from N0 to N.
 A task configures it with its ``schedule`` JSON: ``n0``, ``n``, ``episodes`` (N_pi),
-``retrains``, ``chunk_episodes`` (PPO episodes per published policy version) and ``buffer``
-(unlabeled comparisons kept open for labelers).
+``retrains``, ``chunk_episodes`` (PPO episodes per published policy version), ``buffer``
+(unlabeled comparisons kept open for labelers) and ``lookahead_seconds`` (how far ahead of
+labelers the buffer must be while a model trains).
+
+Two rules of this implementation, beyond the paper, keep a small machine busy with what
+labelers wait for: until the first policy beyond v0 is published, a due PPO chunk goes before
+another reward-model retrain (:func:`retrain_waits_for_first_policy`); and while a training
+run is live, sampling does not take CPU from it as long as the open comparisons cover what
+labelers will take in the next ``lookahead_seconds`` (:func:`comparisons_to_sample`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ class Schedule:
     """PPO episodes per training run; each run publishes a policy version."""
     buffer: int = 32
     """Unlabeled comparisons from the promoted policy kept open for labelers."""
+    lookahead_seconds: int = 180
+    """While a training run is live, the buffer is topped up only when its open comparisons
+    fall below what labelers started in the last ``lookahead_seconds`` (what they will likely
+    take in the next as many), so that sampling does not split the CPU with training."""
     retire_superseded: bool = True
     """Retire unlabeled comparisons of superseded policy versions."""
     auto_promote: bool = True
@@ -42,6 +53,7 @@ class Schedule:
         _check(self.retrains >= 1, "retrains", "must be >= 1")
         _check(self.chunk_episodes >= 1, "chunk_episodes", "must be >= 1")
         _check(self.buffer >= 0, "buffer", "must be >= 0")
+        _check(self.lookahead_seconds >= 1, "lookahead_seconds", "must be >= 1")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Schedule:
@@ -115,3 +127,31 @@ def policy_chunk_due(schedule: Schedule, episodes_done: int, label_count: int) -
     """True when enough labels exist for every episode of the next chunk (l(end) labels)."""
     target = next_chunk_target(schedule, episodes_done)
     return target is not None and labels_required(schedule, target) <= label_count
+
+
+def retrain_waits_for_first_policy(
+    *, episodes_done: int, has_reward_model: bool, policy_due_or_live: bool
+) -> bool:
+    """True when a due reward-model retrain should wait: no policy beyond v0 exists yet
+    (no PPO episode done), a reward model exists, and a PPO chunk is due or already queued
+    or running. With one training worker, the retrain would otherwise run first and delay
+    the first policy labelers see by a whole retrain; the first reward model never waits."""
+    return episodes_done == 0 and has_reward_model and policy_due_or_live
+
+
+def comparisons_to_sample(
+    schedule: Schedule, *, open_count: int, demand: int, training_live: bool
+) -> int:
+    """How many comparisons a tick asks the sampler for (0: none).
+
+    ``open_count``: unlabeled comparisons of the promoted policy; ``demand``: comparisons
+    labelers started (labeled for the first time) in the last ``lookahead_seconds``. The
+    buffer is topped up to ``buffer`` once at most half of it is left, so that one job writes
+    many comparisons. While a training run is live, the top-up waits as long as the open
+    comparisons still cover the demand (sampling would only slow the run that labelers are
+    waiting for); an empty buffer is always refilled, for a labeler who arrives."""
+    if schedule.buffer <= 0 or open_count > schedule.buffer // 2:
+        return 0
+    if training_live and open_count > 0 and demand <= open_count:
+        return 0
+    return schedule.buffer - open_count

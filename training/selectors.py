@@ -6,10 +6,16 @@ from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet
 
 from labeling.models import Comparison, Label, Prompt, Task
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun, VersionStatus
+from training.models import (
+    EvalSample,
+    PolicyVersion,
+    RewardModelVersion,
+    TrainingRun,
+    VersionStatus,
+)
 from training.schedule import Schedule
 
 
@@ -20,6 +26,11 @@ def task_schedule(*, task: Task) -> Schedule:
 
 def promoted_policy(*, task_id: int) -> PolicyVersion | None:
     return PolicyVersion.objects.filter(task_id=task_id, status=VersionStatus.PROMOTED).first()
+
+
+def base_policy(*, task_id: int) -> PolicyVersion | None:
+    """Policy v0, the task's base model."""
+    return PolicyVersion.objects.filter(task_id=task_id, number=0).first()
 
 
 def latest_reward_model(*, task_id: int) -> RewardModelVersion | None:
@@ -66,6 +77,34 @@ def open_comparison_count(*, task_id: int, policy_version_id: int | None) -> int
         status=Comparison.Status.OPEN,
         label_count=0,
     ).count()
+
+
+def comparisons_started_since(*, task_id: int, since: datetime) -> int:
+    """Non-gold comparisons whose first label arrived at or after ``since``: how fast
+    labelers take fresh comparisons (the sampler's demand)."""
+    recent = Label.objects.filter(task_id=task_id, created_at__gte=since).values("comparison_id")
+    earlier = Label.objects.filter(comparison_id=OuterRef("pk"), created_at__lt=since)
+    return Comparison.objects.filter(pk__in=recent, is_gold=False).exclude(Exists(earlier)).count()
+
+
+def any_live_run(*, task_id: int) -> bool:
+    """A training run of the task is queued or running (it will take the training worker)."""
+    return TrainingRun.objects.filter(
+        task_id=task_id, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    ).exists()
+
+
+def needs_eval_samples(*, version: PolicyVersion) -> bool:
+    """The version has not answered the task's eval prompts yet (and there are some)."""
+    if EvalSample.objects.filter(policy_version=version).exists():
+        return False
+    return Prompt.objects.filter(task_id=version.task_id, split=Prompt.Split.EVAL).exists()
+
+
+def eval_samples(*, policy_version_id: int) -> list[EvalSample]:
+    """A version's stored eval samples with their prompts, in prompt order."""
+    samples = EvalSample.objects.filter(policy_version_id=policy_version_id)
+    return list(samples.select_related("prompt").order_by("prompt_id", "id"))
 
 
 def live_run(*, task_id: int, kind: str) -> TrainingRun | None:

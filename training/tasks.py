@@ -50,6 +50,20 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
     return jobs.sample_comparisons(task_id, policy_version_id, n)
 
 
+@shared_task(
+    acks_late=True,
+    time_limit=SAMPLE_TIME_LIMIT,
+    soft_time_limit=SAMPLE_TIME_LIMIT - 30,
+    ignore_result=True,
+)
+def sample_eval_answers(policy_version_id: int) -> int:
+    """Have a policy version answer the eval prompts, once (sampling queue): v0's baseline
+    for the sample browser; later versions answer them when they are published."""
+    from training import jobs
+
+    return jobs.sample_eval_answers(policy_version_id)
+
+
 def _run_training(run_id: int, body_name: str) -> int | None:
     from training import jobs
 

@@ -44,13 +44,18 @@ def run_due(task, kind):
     return body(claimed)
 
 
-def test_loop_in_process(tiny_model_path, settings, tmp_path, django_capture_on_commit_callbacks):
+def test_loop_in_process(tiny_model_path, settings, tmp_path, caplog):
     from training import jobs
 
+    caplog.set_level("INFO", logger="training.jobs")
     settings.ARTIFACTS_DIR = tmp_path
     task = tiny_task(tiny_model_path)
     services.tick(task_id=task.pk)
     v0 = selectors.promoted_policy(task_id=task.pk)
+    # v0 answers the eval prompt at once (the sample browser's baseline), unscored: no RM yet.
+    assert jobs.sample_eval_answers(v0.pk) == 1
+    assert jobs.sample_eval_answers(v0.pk) == 0  # once
+    assert EvalSample.objects.get(policy_version=v0).reward is None
     assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 4  # the buffer's size
     assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 0  # already full
     comparison = Comparison.objects.filter(task=task).first()
@@ -63,6 +68,12 @@ def test_loop_in_process(tiny_model_path, settings, tmp_path, django_capture_on_
     assert rm.number == 1 and rm.label_count == 4 and rm.labels_used.count() == 4
     assert {"held_out_accuracy", "train_loss", "label_count"} <= set(rm.metrics)
     assert ComparisonScores.objects.filter(reward_model_version=rm).count() == 4
+    baseline = EvalSample.objects.get(policy_version=v0)  # scored by the new reward model
+    assert baseline.reward is not None and baseline.reward_model_version_id == rm.pk
+    assert TrainingRun.objects.get(reward_model_version=rm).progress == 1.0
+    [line] = [r.getMessage() for r in caplog.records if "reward model v1" in r.getMessage()]
+    assert "4 labels (4 trained on, 4 new, from the base model), train accuracy" in line
+    assert line.endswith(" s")
 
     jobs.sample_comparisons(task.pk, v0.pk, 10)
     label_all(task)  # 8 labels: l(16) = 4 + 4 * 0.75 = 7 <= 8
@@ -73,6 +84,10 @@ def test_loop_in_process(tiny_model_path, settings, tmp_path, django_capture_on_
     assert v1.reward_model_version_id is not None
     run = TrainingRun.objects.get(policy_version=v1)
     assert run.status == "succeeded" and run.metrics and "kl" in run.metrics[-1]
+    assert run.progress == 1.0
+    [line] = [r.getMessage() for r in caplog.records if "policy v1:" in r.getMessage()]
+    assert "PPO episodes 0 -> 16 against reward model v1: score " in line
+    assert ", KL " in line and ", beta " in line
     assert EvalSample.objects.filter(policy_version=v1).count() == 1
     assert_eval_samples_record_ended(task, v1)
     # New comparisons come from the new version.

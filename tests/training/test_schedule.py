@@ -2,12 +2,14 @@ import pytest
 
 from training.schedule import (
     Schedule,
+    comparisons_to_sample,
     due_retrain_threshold,
     episodes_allowed,
     labels_required,
     next_chunk_target,
     policy_chunk_due,
     retrain_thresholds,
+    retrain_waits_for_first_policy,
 )
 
 S = Schedule(n0=100, n=1100, episodes=1000, retrains=11, chunk_episodes=250)
@@ -66,3 +68,40 @@ def test_from_dict_validates_with_clear_messages():
         Schedule.from_dict({"auto_promote": 1})
     with pytest.raises(ValueError, match=r"schedule\.buffer: expected int"):
         Schedule.from_dict({"buffer": "3"})
+
+
+def test_retrain_waits_only_for_the_first_policy():
+    waits = retrain_waits_for_first_policy
+    assert waits(episodes_done=0, has_reward_model=True, policy_due_or_live=True)
+    assert not waits(episodes_done=32, has_reward_model=True, policy_due_or_live=True)
+    assert not waits(episodes_done=0, has_reward_model=False, policy_due_or_live=True)
+    assert not waits(episodes_done=0, has_reward_model=True, policy_due_or_live=False)
+
+
+B = Schedule(buffer=16)
+
+
+@pytest.mark.parametrize(
+    ("open_count", "demand", "training", "wanted"),
+    [
+        (9, 0, False, 0),  # more than half the buffer left
+        (8, 0, False, 8),  # the low-water mark: top up to 16
+        (3, 0, False, 13),
+        (8, 8, True, 0),  # training, and 8 open cover what labelers took lately
+        (8, 9, True, 8),  # labelers would run short: sample despite the run
+        (1, 0, True, 0),
+        (0, 0, True, 16),  # an empty buffer is always refilled
+    ],
+)
+def test_comparisons_to_sample(open_count, demand, training, wanted):
+    assert (
+        comparisons_to_sample(B, open_count=open_count, demand=demand, training_live=training)
+        == wanted
+    )
+
+
+def test_no_buffer_never_samples():
+    none = Schedule(buffer=0)
+    assert comparisons_to_sample(none, open_count=0, demand=50, training_live=False) == 0
+    with pytest.raises(ValueError, match=r"schedule\.lookahead_seconds: must be >= 1"):
+        Schedule.from_dict({"lookahead_seconds": 0})

@@ -19,6 +19,7 @@ from training.services.runs import (
     reap_stale_runs,
     schedule_run,
     set_checkpoint,
+    set_run_progress,
     succeed_run_without_output,
 )
 from training.services.versions import (
@@ -55,6 +56,7 @@ __all__ = [
     "sampling_deficit",
     "schedule_run",
     "set_checkpoint",
+    "set_run_progress",
     "store_comparison_scores",
     "store_eval_samples",
     "succeed_run_without_output",

@@ -115,6 +115,16 @@ def append_run_metrics(*, run_id: int, entries: Sequence[dict[str, Any]]) -> Non
     TrainingRun.objects.filter(pk=run_id).update(metrics=metrics, heartbeat_at=timezone.now())
 
 
+def set_run_progress(*, run_id: int, progress: float) -> bool:
+    """Record how much of a running run's work is done (0..1, for the dashboard); False when
+    the run is no longer running."""
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+            progress=min(1.0, max(0.0, progress))
+        )
+    )
+
+
 def set_checkpoint(*, run_id: int, checkpoint_path: str) -> None:
     TrainingRun.objects.filter(pk=run_id).update(checkpoint_path=checkpoint_path)
 
@@ -169,5 +179,6 @@ __all__ = [
     "retry_delay_seconds",
     "schedule_run",
     "set_checkpoint",
+    "set_run_progress",
     "succeed_run_without_output",
 ]
