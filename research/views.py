@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from labeling import exports
 from labeling.models import Task
 from research import figures, selectors
+from research.loop_status import loop_status
 from research.finders import PLOTLY_STATIC_PATH
 from training.models import PolicyVersion
 
@@ -74,6 +75,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "median_ms": median_ms,
         "median_s": median_ms / 1000 if median_ms is not None else None,
         "schedule": selectors.schedule_state(task=task),
+        "loop": loop_status(task=task),
         "reward_models": rms,
         "policies": policies,
         "agreement": agreement,

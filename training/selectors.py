@@ -87,11 +87,16 @@ def comparisons_started_since(*, task_id: int, since: datetime) -> int:
     return Comparison.objects.filter(pk__in=recent, is_gold=False).exclude(Exists(earlier)).count()
 
 
-def any_live_run(*, task_id: int) -> bool:
-    """A training run of the task is queued or running (it will take the training worker)."""
+def live_runs(*, task_id: int) -> QuerySet[TrainingRun]:
+    """The task's queued or running training runs (at most one per kind)."""
     return TrainingRun.objects.filter(
         task_id=task_id, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
-    ).exists()
+    )
+
+
+def any_live_run(*, task_id: int) -> bool:
+    """A training run of the task is queued or running (it will take the training worker)."""
+    return live_runs(task_id=task_id).exists()
 
 
 def needs_eval_samples(*, version: PolicyVersion) -> bool:
