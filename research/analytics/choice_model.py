@@ -141,6 +141,8 @@ def _maximize(
 ) -> tuple[np.ndarray, bool, int]:
     """Fisher scoring with step halving on the coefficients ``free`` (the others stay 0)."""
     beta = np.zeros(x.shape[2])
+    if not free.any():
+        return beta, True, 0
     objective = penalized_log_likelihood(x, y, beta, penalty)
     for iteration in range(1, max_iter + 1):
         _, _, info, _, _ = _pieces(x, y, beta)
@@ -181,22 +183,26 @@ def fit_conditional_logit(
     if np.any((y < 0) | (y >= k)):
         raise ValueError("chosen index out of range")
     varies = np.ptp(x, axis=1).max(axis=0) > 1e-12  # (p,): informative features
-    beta, converged, iterations = _maximize(x, y, varies, penalty, max_iter, tol)
-    full = penalized_log_likelihood(x, y, beta, penalty)
-    log_likelihood, _, info, _, _ = _pieces(x, y, beta)
-    se = np.zeros(p)  # features without variation: not estimated (coefficient and se 0)
-    if varies.any():
-        covariance = np.linalg.pinv(info[np.ix_(varies, varies)])
-        se[varies] = np.sqrt(np.clip(np.diag(covariance), 1e-300, None))
-    lr = np.zeros(p)
-    for j in np.flatnonzero(varies) if test else []:
-        restricted_free = varies.copy()
-        restricted_free[j] = False
-        restricted, _, _ = _maximize(x, y, restricted_free, penalty, max_iter, tol)
-        lr[j] = max(0.0, 2.0 * (full - penalized_log_likelihood(x, y, restricted, penalty)))
+    informative = x[:, :, varies]  # (n, K, q): the fit's design (a singular I otherwise)
+    q = informative.shape[2]
+    beta, converged, iterations = _maximize(
+        informative, y, np.ones(q, bool), penalty, max_iter, tol
+    )
+    full = penalized_log_likelihood(informative, y, beta, penalty)
+    log_likelihood, _, info, _, _ = _pieces(informative, y, beta)
+    coef, se, lr = np.zeros(p), np.zeros(p), np.zeros(p)  # 0 for features without variation
+    coef[varies] = beta
+    if q:
+        se[varies] = np.sqrt(np.clip(np.diag(np.linalg.pinv(info)), 1e-300, None))
+    for i, j in enumerate(np.flatnonzero(varies)) if test else []:
+        free = np.ones(q, bool)
+        free[i] = False
+        restricted, _, _ = _maximize(informative, y, free, penalty, max_iter, tol)
+        restricted_value = penalized_log_likelihood(informative, y, restricted, penalty)
+        lr[j] = max(0.0, 2.0 * (full - restricted_value))
     return LogitFit(
         names=tuple(names),
-        coef=beta,
+        coef=coef,
         se=se,
         lr=lr,
         n=n,

@@ -137,6 +137,8 @@ def test_a_feature_without_variation_inside_comparisons_is_not_tested():
     assert fit.coef[1] == fit.se[1] == fit.lr[1] == 0
     assert np.isfinite(fit.upper).all()  # plotted as error bars
     assert flagged_features(fit) == ["a"]
+    nothing = fit_conditional_logit(x[:, :, [1]], y, names=["constant"])
+    assert nothing.converged and nothing.coef[0] == 0 and flagged_features(nothing) == []
 
 
 def test_bad_input_is_rejected():
