@@ -6,9 +6,9 @@ labeling's tokenizer locator).
 - an HF id: the ``tokenizer.json`` in the local Hugging Face cache (never downloaded here);
 - ``embedded:NAME``: the converted model's ``tokenizer.json`` in ``$PREFERENCE_LOOP_CACHE``
   when a worker has converted it (``training.ml.models.resolve_model_path``), else one built
-  once from the GGUF file's vocabulary (the ``gguf`` and ``tokenizers`` packages) and cached
-  under ``tokenizers/NAME``. It decodes as the converted tokenizer does; it is only used to
-  decode and to count the vocabulary.
+  once from the GGUF file's vocabulary and merges (the ``gguf`` and ``tokenizers`` packages)
+  and cached under ``tokenizers/NAME``: a byte-level BPE that encodes and decodes as the
+  converted tokenizer does (tests compare them on every token and on the demo data).
 
 The names below repeat ``training.ml.models`` (which imports torch);
 ``tests/training/test_tokenizer_files.py`` keeps them equal.
@@ -77,8 +77,8 @@ def _gguf_path(name: str) -> Path:
 
 
 def _build_from_gguf(gguf_file: Path, target: Path) -> None:
-    """A byte-level BPE tokenizer with the GGUF file's vocabulary and special tokens, written
-    atomically to ``target``."""
+    """A byte-level BPE tokenizer with the GGUF file's vocabulary, merges and special tokens,
+    written atomically to ``target``."""
     try:
         import gguf
         from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
@@ -90,9 +90,15 @@ def _build_from_gguf(gguf_file: Path, target: Path) -> None:
         raise LookupError(f"{gguf_file.name} does not hold a byte-level BPE tokenizer")
     tokens_field = reader.fields["tokenizer.ggml.tokens"]
     types_field = reader.fields["tokenizer.ggml.token_type"]
+    merges_field = reader.fields.get("tokenizer.ggml.merges")
     tokens = [bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data]
     types = [int(types_field.parts[i][0]) for i in types_field.data]
-    tokenizer = Tokenizer(models.BPE({token: i for i, token in enumerate(tokens)}, []))
+    merges = [
+        tuple(bytes(merges_field.parts[i]).decode("utf-8").split(" ", 1))
+        for i in (merges_field.data if merges_field is not None else [])
+    ]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    tokenizer = Tokenizer(models.BPE(vocab, merges, fuse_unk=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(

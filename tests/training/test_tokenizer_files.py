@@ -93,6 +93,7 @@ def test_the_gguf_tokenizer_decodes_the_demo_comparisons_exactly(fresh_cache):
     for line in DEMO_COMPARISONS.read_text().splitlines():
         row = json.loads(line)
         assert tokenizer.decode(row["prompt_token_ids"]) == row["prompt"]
+        assert tokenizer.encode(row["prompt"]).ids == row["prompt_token_ids"]
         for text, ids in zip(row["samples"], row["sample_token_ids"], strict=True):
             assert tokenizer.decode(ids, skip_special_tokens=True) == text
     # <|im_end|> (id 2) is special: skipped when asked.
@@ -100,7 +101,7 @@ def test_the_gguf_tokenizer_decodes_the_demo_comparisons_exactly(fresh_cache):
     assert tokenizer.decode([19556, 2], skip_special_tokens=False) == "Hello<|im_end|>"
 
 
-def test_the_gguf_tokenizer_decodes_every_token_as_the_converted_one(fresh_cache, monkeypatch):
+def test_the_gguf_tokenizer_works_as_the_converted_one(fresh_cache, monkeypatch):
     _need_embedded_wheel()
     monkeypatch.delenv("PREFERENCE_LOOP_CACHE")
     converted = tokenizer_files.cache_dir() / "models" / "smollm2-135m" / "tokenizer.json"
@@ -116,6 +117,9 @@ def test_the_gguf_tokenizer_decodes_every_token_as_the_converted_one(fresh_cache
         assert ours.decode_batch([[i] for i in ids], skip_special_tokens=skip) == (
             theirs.decode_batch([[i] for i in ids], skip_special_tokens=skip)
         )
+    texts = [json.loads(line)["samples"][0] for line in DEMO_COMPARISONS.read_text().splitlines()]
+    texts += ["Hello world<|im_end|>", "naïve café — 東京 🙂", "  spaces\n\nand\ttabs 12345"]
+    assert [e.ids for e in ours.encode_batch(texts)] == [e.ids for e in theirs.encode_batch(texts)]
 
 
 WEB_PROCESS = """
