@@ -162,7 +162,8 @@ def lease_task(*, user_id: int, staff: bool, task_id: int, now: datetime) -> Tas
 
 _ACTIVE_LEASE = """
 SELECT a.{A[id]}, a.{A[comparison]}, a.{A[permutation]}, a.{A[leased_at]}, a.{A[expires_at]},
-       c.{C[k]}, c.{C[samples]}, c.{C[is_gold]}, c.{C[prompt]}, p.{P[text]}
+       c.{C[k]}, c.{C[samples]}, c.{C[is_gold]}, c.{C[prompt]}, p.{P[text]},
+       a.{A[copies_highlighted]}
 FROM {A} a
 JOIN {C} c ON c.{C[id]} = a.{A[comparison]}
 JOIN {P} p ON p.{P[id]} = c.{C[prompt]}
@@ -181,13 +182,14 @@ def active_lease(*, task: Task, labeler_id: int, now: datetime) -> Assignment | 
     if row is None:
         return None
     pk, comparison_id, permutation, leased_at, expires_at, k, samples, is_gold = row[:8]
-    prompt_id, text = row[8:]
+    prompt_id, text, copies_highlighted = row[8:]
     return Assignment(
         pk=pk,
         comparison=_comparison(task, comparison_id, prompt_id, text, k, samples, is_gold),
         labeler_id=labeler_id,
         task=task,
         permutation=_json(permutation),
+        copies_highlighted=copies_highlighted,
         state=Assignment.State.ACTIVE,
         leased_at=leased_at,
         expires_at=expires_at,
@@ -237,8 +239,8 @@ def claim_open_slot(*, task: Task, labeler_id: int, skip_locked: bool) -> Compar
 
 _INSERT_LEASE = """
 INSERT INTO {A} ({A[comparison]}, {A[labeler]}, {A[task]}, {A[permutation]}, {A[state]},
-                 {A[leased_at]}, {A[expires_at]})
-VALUES (%s, %s, %s, %s::jsonb, {LEASE_ACTIVE}, %s, %s)
+                 {A[leased_at]}, {A[expires_at]}, {A[copies_highlighted]})
+VALUES (%s, %s, %s, %s::jsonb, {LEASE_ACTIVE}, %s, %s, %s)
 RETURNING {A[id]}"""
 
 
@@ -254,6 +256,7 @@ def insert_lease(lease: Assignment) -> None:
                 json.dumps(lease.permutation),
                 lease.leased_at,
                 lease.expires_at,
+                lease.copies_highlighted,
             ],
         )
         (lease.pk,) = c.fetchone()
@@ -274,12 +277,13 @@ class LockedLease:
     is_gold: bool
     is_member: bool
     instructions: InstructionsVersion | None
+    copies_highlighted: bool = False
 
 
 _LOCKED_LEASE = """
 SELECT a.{A[id]}, a.{A[state]}, a.{A[permutation]}, a.{A[task]}, c.{C[k]}, c.{C[is_gold]},
        EXISTS (SELECT 1 FROM {M} m WHERE m.{M[task]} = a.{A[task]} AND m.{M[labeler]} = %s),
-       iv.{I[id]}, iv.{I[version]}
+       iv.{I[id]}, iv.{I[version]}, a.{A[copies_highlighted]}
 FROM {A} a
 JOIN {C} c ON c.{C[id]} = a.{A[comparison]}
 LEFT JOIN LATERAL (
@@ -300,7 +304,7 @@ def locked_lease(*, labeler_id: int, comparison_id: int) -> LockedLease | None:
         row = c.fetchone()
     if row is None:
         return None
-    pk, state, permutation, task_id, k, is_gold, is_member, iv_id, iv_number = row
+    pk, state, permutation, task_id, k, is_gold, is_member, iv_id, iv_number, copies = row
     instructions = None
     if iv_id is not None:
         instructions = InstructionsVersion(pk=iv_id, task_id=task_id, version=iv_number)
@@ -313,6 +317,7 @@ def locked_lease(*, labeler_id: int, comparison_id: int) -> LockedLease | None:
         is_gold=is_gold,
         is_member=is_member,
         instructions=instructions,
+        copies_highlighted=copies,
     )
 
 
@@ -320,9 +325,10 @@ _WRITE_LABEL = """
 WITH new_label AS (
     INSERT INTO {L} ({L[comparison]}, {L[labeler]}, {L[task]}, {L[assignment]}, {L[kind]},
                      {L[choice]}, {L[k]}, {L[display_order]}, {L[time_spent_ms]},
-                     {L[instructions_version]}, {L[created_at]})
+                     {L[instructions_version]}, {L[created_at]}, {L[copies_highlighted]})
     VALUES (%(comparison)s, %(labeler)s, %(task)s, %(assignment)s, %(kind)s, %(choice)s,
-            %(k)s, %(display_order)s::jsonb, %(time_spent_ms)s, %(instructions)s, %(now)s)
+            %(k)s, %(display_order)s::jsonb, %(time_spent_ms)s, %(instructions)s, %(now)s,
+            %(copies_highlighted)s)
     RETURNING {L[id]}
 ),
 lease AS (
@@ -360,6 +366,7 @@ def write_label(label: Label, *, label_count: int, open_slots: int, completes: b
                 "time_spent_ms": label.time_spent_ms,
                 "instructions": label.instructions_version_id,
                 "now": label.created_at,
+                "copies_highlighted": label.copies_highlighted,
                 "label_count": label_count,
                 "open_slots": open_slots,
                 "completes": completes,

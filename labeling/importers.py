@@ -374,3 +374,89 @@ def detect_format(filename: str) -> str:
     if name.endswith((".jsonl", ".json", ".ndjson")):
         return "jsonl"
     raise ImportFileError(f"unsupported file type {filename!r}: use .jsonl or .csv")
+
+
+# --- summarization sources ---------------------------------------------------------------------
+
+SOURCE_TEXT_KEYS = ("article", "document", "text")
+SOURCE_REFERENCE_KEYS = ("highlights", "summary", "reference")
+SOURCE_FIELDS = frozenset({*SOURCE_TEXT_KEYS, *SOURCE_REFERENCE_KEYS, "id", "external_id", "split"})
+"""Source files (a summarization task's prompts), JSONL or CSV, in the common shapes:
+``article``/``highlights`` (CNN/DailyMail), ``document``/``summary`` (XSum) or
+``text``/``reference``; the reference summary is optional; ``id`` and ``split`` as for prompts."""
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    line: int
+    article: str
+    reference: str = ""
+    external_id: str = ""
+    split: str | None = None
+
+
+def _source_row(data: dict[str, Any], line: int) -> SourceRow:
+    _check_fields(data, SOURCE_FIELDS, line)
+    key = _one_of(data, SOURCE_TEXT_KEYS, line)
+    reference_key = _one_of(data, SOURCE_REFERENCE_KEYS, line)
+    id_key = _one_of(data, ("id", "external_id"), line)
+    return SourceRow(
+        line=line,
+        article=_text(data.get(key), key, line),
+        reference=_text(data.get(reference_key), reference_key, line, required=False).strip(),
+        external_id=_external_id(data.get(id_key), "id", line),
+        split=_split(data.get("split"), line),
+    )
+
+
+def _dedup_sources(rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
+    ids, texts = _Dedup(), _Dedup()
+    for row in rows:
+        if row.external_id:
+            ids.check(row.external_id, f"article id {row.external_id!r}", row.line)
+        texts.check(row.article.strip(), "article", row.line)
+        yield row
+
+
+def parse_sources_jsonl(stream: IO[bytes]) -> Iterator[SourceRow]:
+    """Articles (with optional reference summaries) of a JSONL file, validated line by line."""
+    return _dedup_sources(_source_row(data, line) for line, data in _json_lines(stream))
+
+
+def parse_sources_csv(stream: IO[bytes]) -> Iterator[SourceRow]:
+    """Articles of a CSV file with a header row naming the columns (as in JSONL)."""
+    return _dedup_sources(_source_row(record, line) for line, record in _csv_records(stream))
+
+
+def _csv_records(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, {column: value}) of a CSV file with a header row (lower-cased); blank rows are
+    skipped, a row with the wrong number of columns is an error."""
+    lines = iter_lines(stream, keep_ends=True)
+    current = {"line": 0}
+
+    def text_lines() -> Iterator[str]:
+        for number, text in lines:
+            current["line"] = number
+            yield text
+
+    reader = csv.reader(text_lines(), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise ImportFileError("the file is empty") from None
+    except csv.Error as error:
+        raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise ImportFileError(
+                f"expected {len(header)} columns, got {len(values)}", current["line"]
+            )
+        yield current["line"], {k: v for k, v in zip(header, values, strict=True) if v != ""}

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import F, Func, Q
 from django.db.models.lookups import Exact
 
+from labeling.summaries import DEFAULT_TEMPLATE as DEFAULT_QUERY_TEMPLATE
+
 MAX_K = 9  # keys 1..9 on the labeling page
 
 
@@ -80,6 +82,17 @@ class Task(models.Model):
     schedule = models.JSONField(
         default=dict, blank=True, help_text="online schedule: n0, n, episodes, retrains"
     )
+    query_template = models.CharField(
+        max_length=500,
+        default=DEFAULT_QUERY_TEMPLATE,
+        help_text="summarization: the query built from each imported article ({article} is "
+        "replaced by the article, cut to the query length at a sentence boundary)",
+    )
+    highlight_copies = models.BooleanField(
+        default=False,
+        help_text="summarization: mark in each summary the spans copied from the article "
+        "(recorded with each label)",
+    )
     labelers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="TaskLabeler", related_name="labeling_tasks", blank=True
     )
@@ -105,6 +118,10 @@ class Task(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(temperature__gt=0), name="task_temperature_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(query_template__contains="{article}"),
+                name="task_query_template_has_article",
             ),
         ]
 
@@ -156,6 +173,15 @@ class Prompt(models.Model):
     token_ids = models.JSONField(null=True, blank=True)
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN)
     external_id = models.CharField(max_length=200, blank=True, default="")
+    source = models.TextField(
+        blank=True,
+        default="",
+        help_text="summarization: the article as imported (``text`` is the query built from "
+        "it, cut to the query length)",
+    )
+    reference = models.TextField(
+        blank=True, default="", help_text="summarization: a reference summary (for ROUGE)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -250,6 +276,9 @@ class Assignment(models.Model):
     )
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
     permutation = models.JSONField(help_text="display position i shows sample permutation[i]")
+    copies_highlighted = models.BooleanField(
+        default=False, help_text="the lease shows spans copied from the article (task setting)"
+    )
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     leased_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -289,6 +318,9 @@ class Label(models.Model):
     choice = models.PositiveSmallIntegerField(null=True, blank=True)
     k = models.PositiveSmallIntegerField()
     display_order = models.JSONField(help_text="the permutation the labeler saw")
+    copies_highlighted = models.BooleanField(
+        default=False, help_text="the labeler saw copied spans marked (from the lease)"
+    )
     time_spent_ms = models.PositiveIntegerField(default=0)
     instructions_version = models.ForeignKey(
         InstructionsVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

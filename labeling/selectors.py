@@ -140,12 +140,15 @@ def active_lease(*, task: Task, labeler_id: int, now: Any) -> Assignment | None:
     and prompt (hand-written SQL on PostgreSQL)."""
     if hot_sql.enabled():
         return hot_sql.active_lease(task=task, labeler_id=labeler_id, now=now)
-    return (
+    lease = (
         Assignment.objects.select_related("comparison__prompt")
         .filter(task=task, labeler_id=labeler_id, state=Assignment.State.ACTIVE, expires_at__gt=now)
         .order_by("-leased_at", "-id")
         .first()
     )
+    if lease is not None:
+        lease.task = task  # the lease payload reads the task's settings: no second query
+    return lease
 
 
 def _count_subquery(qs: QuerySet[Any], group_field: str) -> Coalesce:

@@ -41,6 +41,11 @@ def prefer_copy(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
     return _argmax([copy_fraction(prompt, s) for s in samples])
 
 
+def prefer_novelty(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
+    """The least copied sample (the paper's researchers' view of a good summary)."""
+    return _argmax([-copy_fraction(prompt, s) for s in samples])
+
+
 def prefer_random(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
     return rng.randrange(len(samples))
 
@@ -49,6 +54,7 @@ PREFERENCES: dict[str, Preference] = {
     "sentiment": prefer_sentiment,
     "length": prefer_length,
     "copy": prefer_copy,
+    "novelty": prefer_novelty,
     "random": prefer_random,
 }
 

@@ -16,8 +16,13 @@ from typing import Any
 _WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
 
 
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the words of ``text`` (the words of :func:`words`)."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    return [text[start:end].lower() for start, end in word_spans(text)]
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -36,6 +41,28 @@ def copy_fraction(prompt: str, sample: str, *, n: int = 3) -> float:
     grams = ngrams(sample_words, size)
     prompt_grams = set(ngrams(words(prompt), size))
     return sum(gram in prompt_grams for gram in grams) / len(grams)
+
+
+def copied_spans(prompt: str, sample: str, *, n: int = 3) -> list[tuple[int, int]]:
+    """Character ranges (start, end) of ``sample`` covered by the word n-grams that
+    :func:`copy_fraction` counts as copied from ``prompt`` (same n, same fallback for short
+    samples); overlapping and adjacent copied n-grams merge into one range. Empty exactly when
+    the copy fraction is 0."""
+    spans = word_spans(sample)
+    if not spans:
+        return []
+    sample_words = [sample[start:end].lower() for start, end in spans]
+    size = min(n, len(sample_words))
+    prompt_grams = set(ngrams(words(prompt), size))
+    ranges: list[tuple[int, int]] = []  # in word indices, end exclusive
+    for i, gram in enumerate(ngrams(sample_words, size)):
+        if gram not in prompt_grams:
+            continue
+        if ranges and i <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], i + size)
+        else:
+            ranges.append((i, i + size))
+    return [(spans[first][0], spans[last - 1][1]) for first, last in ranges]
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,10 @@ class Vocabulary:
         self._tokenizer = tokenizer
         self.size = int(tokenizer.get_vocab_size(with_added_tokens=True))
 
+    def encode(self, text: str) -> list[int]:
+        """The token ids of ``text`` as the model reads a query (no special tokens added)."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
     def decodings(self, ids: Sequence[int]) -> set[str]:
         """The texts ``ids`` decode to, with special tokens skipped and kept."""
         return {

@@ -11,6 +11,8 @@ from rest_framework import serializers
 
 from labeling.models import Assignment, Label, Task
 from labeling.selectors import Progress
+from labeling.summaries import article_of
+from labeling.textstats import copied_spans
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -61,6 +63,12 @@ class TaskSerializer(serializers.ModelSerializer):
 class SampleSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="the comparison's own sample index")
     text = serializers.CharField()
+    copied = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        allow_null=True,
+        help_text="[start, end) character ranges of the text copied from the article (word "
+        "3-grams found in it), when the lease highlights copies; else null",
+    )
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -70,6 +78,15 @@ class LeaseSerializer(serializers.Serializer):
     comparison_id = serializers.IntegerField()
     task_id = serializers.IntegerField()
     prompt = serializers.CharField()
+    article = serializers.CharField(
+        allow_null=True,
+        help_text="summarization tasks: the article the summaries are of (the prompt without "
+        "the task's query template); null for other tasks",
+    )
+    copies_highlighted = serializers.BooleanField(
+        help_text="the samples carry the spans copied from the article (a task setting, "
+        "recorded with the label)"
+    )
     samples = SampleSerializer(many=True)
     expires_at = serializers.DateTimeField()
     progress = ProgressSerializer()
@@ -79,13 +96,24 @@ class LeaseSerializer(serializers.Serializer):
         """The response body as plain JSON types, exactly what ``LeaseSerializer(...).data``
         gives (the hot path skips the serializer: this class documents the schema)."""
         comparison = assignment.comparison
+        task = assignment.task
+        prompt = comparison.prompt.text
+        summarization = task.kind == Task.Kind.SUMMARIZATION
+        highlight = assignment.copies_highlighted
+
+        def copied(text: str) -> list[list[int]] | None:
+            return [list(span) for span in copied_spans(prompt, text)] if highlight else None
+
         return {
             "assignment_id": assignment.pk,
             "comparison_id": comparison.pk,
             "task_id": assignment.task_id,
-            "prompt": comparison.prompt.text,
+            "prompt": prompt,
+            "article": article_of(prompt, task.query_template) if summarization else None,
+            "copies_highlighted": highlight,
             "samples": [
-                {"index": i, "text": comparison.samples[i]} for i in assignment.permutation
+                {"index": i, "text": comparison.samples[i], "copied": copied(comparison.samples[i])}
+                for i in assignment.permutation
             ],
             "expires_at": iso_datetime(assignment.expires_at),
             "progress": {
@@ -129,6 +157,7 @@ class LabelSerializer(serializers.ModelSerializer):
             "kind",
             "choice",
             "display_order",
+            "copies_highlighted",
             "time_spent_ms",
             "instructions_version",
             "created_at",
@@ -149,6 +178,7 @@ def label_payload(label: Label) -> dict[str, Any]:
         "kind": label.kind,
         "choice": label.choice,
         "display_order": label.display_order,
+        "copies_highlighted": label.copies_highlighted,
         "time_spent_ms": label.time_spent_ms,
         "instructions_version": iv.version if iv is not None else None,
         "created_at": iso_datetime(label.created_at),

@@ -97,7 +97,14 @@ def import_prompts(
     split: str | None = None,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Import prompts; ``split`` (train/eval) applies to rows that do not name their own."""
+    """Import prompts; ``split`` (train/eval) applies to rows that do not name their own.
+    A summarization task's prompts are its articles (``labeling.services.sources``)."""
+    if task.kind == Task.Kind.SUMMARIZATION:
+        from labeling.services.sources import import_sources  # it imports this module
+
+        return import_sources(
+            task=task, stream=stream, file_format=file_format, split=split, progress=progress
+        )
     if split is not None and split not in Prompt.Split.values:
         raise ImportFileError(f"split must be one of {', '.join(Prompt.Split.values)}")
     if file_format not in ("jsonl", "csv"):

@@ -158,6 +158,7 @@ def _locked_lease_orm(*, labeler_id: int, comparison_id: int) -> hot_sql.LockedL
         is_gold=lease.comparison.is_gold,
         is_member=lease.is_member,
         instructions=instructions,
+        copies_highlighted=lease.copies_highlighted,
     )
 
 
@@ -204,6 +205,7 @@ def submit_label(
         choice=choice,
         k=lease.k,
         display_order=lease.permutation,
+        copies_highlighted=lease.copies_highlighted,
         time_spent_ms=time_spent_ms,
         instructions_version=lease.instructions,
         created_at=timezone.now(),

@@ -94,6 +94,8 @@ def _create_assignment(
         labeler_id=labeler_id,
         task=task,
         permutation=permutation,
+        # What the page shows is decided here, kept with the lease and copied to its label.
+        copies_highlighted=task.kind == Task.Kind.SUMMARIZATION and task.highlight_copies,
         state=Assignment.State.ACTIVE,
         leased_at=timezone.now(),
         expires_at=now + timedelta(seconds=task.lease_seconds),

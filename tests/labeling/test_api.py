@@ -101,9 +101,11 @@ def test_next_label_until_nothing_is_left(task):
     assert first.status_code == 200
     lease = first.json()
     assert set(lease) == {
-        "assignment_id", "comparison_id", "task_id", "prompt", "samples", "expires_at",
-        "progress",
+        "assignment_id", "comparison_id", "task_id", "prompt", "article", "copies_highlighted",
+        "samples", "expires_at", "progress",
     }  # fmt: skip
+    assert lease["article"] is None and lease["copies_highlighted"] is False  # continuation
+    assert all(s["copied"] is None for s in lease["samples"])
     assert sorted(s["index"] for s in lease["samples"]) == [0, 1, 2]
     assert lease["progress"] == {"labeled_by_me": 0, "remaining": 1}
     # Re-asking returns the same lease.

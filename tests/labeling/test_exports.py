@@ -84,7 +84,8 @@ def test_raw_format_has_every_label(labeled_task):
     first = rows[0]
     assert set(first) == {
         "label_id", "comparison_id", "task_id", "labeler", "kind", "choice", "display_order",
-        "time_spent_ms", "instructions_version", "policy_version", "is_gold", "created_at",
+        "copies_highlighted", "time_spent_ms", "instructions_version", "policy_version", "is_gold",
+        "created_at",
     }  # fmt: skip
     assert (first["labeler"], first["choice"], first["time_spent_ms"]) == ("ada", 2, 42)
     assert (first["instructions_version"], first["policy_version"], first["is_gold"]) == (
