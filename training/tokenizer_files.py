@@ -93,10 +93,11 @@ def _build_from_gguf(gguf_file: Path, target: Path) -> None:
     merges_field = reader.fields.get("tokenizer.ggml.merges")
     tokens = [bytes(tokens_field.parts[i]).decode("utf-8") for i in tokens_field.data]
     types = [int(types_field.parts[i][0]) for i in types_field.data]
-    merges = [
-        tuple(bytes(merges_field.parts[i]).decode("utf-8").split(" ", 1))
-        for i in (merges_field.data if merges_field is not None else [])
-    ]
+    merges: list[tuple[str, str]] = []
+    if merges_field is not None:
+        for i in merges_field.data:
+            left, _, right = bytes(merges_field.parts[i]).decode("utf-8").partition(" ")
+            merges.append((left, right))
     vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = Tokenizer(models.BPE(vocab, merges, fuse_unk=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
