@@ -108,6 +108,14 @@ class TaskAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Summarization",
+            {
+                "fields": ["query_template", "highlight_copies"],
+                "description": "For summarization tasks: imported articles become queries "
+                "through the template; labelers may see copied spans marked.",
+            },
+        ),
         ("Training", {"fields": ["training_settings", "schedule"]}),
         (None, {"fields": ["created_by", "created_at", "updated_at"]}),
     ]

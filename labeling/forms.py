@@ -15,7 +15,25 @@ from labeling.services.tasks import VALIDATED_SETTINGS, task_settings_errors
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 
 
+class TruncationTokenField(forms.CharField):
+    """The truncation token, with a newline shown and typed as ``\\n`` (a text input cannot
+    hold one; summarization tasks end responses at a newline). Blank: no truncation."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strip=False, required=False, max_length=16, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return value.replace("\n", "\\n") if isinstance(value, str) else value
+
+    def to_python(self, value: Any) -> str:
+        return str(super().to_python(value)).replace("\\n", "\n")
+
+
 class TaskAdminForm(forms.ModelForm):
+    truncation_token = TruncationTokenField(
+        help_text="A response ends after the first token ending with this text (\\n: a newline, "
+        "at any token holding one), at or after the minimum position. Blank: no truncation."
+    )
     instructions_text = forms.CharField(
         label="Instructions",
         required=False,
@@ -28,7 +46,15 @@ class TaskAdminForm(forms.ModelForm):
 
     class Meta:
         model = Task
-        fields = ["name", "kind", "status", "base_model", "truncation_token", *VALIDATED_SETTINGS]
+        fields = [
+            "name",
+            "kind",
+            "status",
+            "base_model",
+            "truncation_token",
+            "highlight_copies",
+            *VALIDATED_SETTINGS,
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from labeling import hooks, selectors
 from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
+from labeling.summaries import check_template
 
 MAX_QUERY_LENGTH = 4096
 MAX_RESPONSE_LENGTH = 2048
@@ -62,6 +63,11 @@ def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
         0 <= (v("agreement_threshold") or 0) <= 1,
         "The agreement threshold must be between 0 and 1.",
     )
+    if v("query_template") is not None:
+        try:
+            check_template(str(v("query_template")))
+        except ValueError as error:
+            errors["query_template"] = f"{str(error).capitalize()}."
     for name in ("training_settings", "schedule"):  # validated by the app that reads them
         if name in values and values[name] is not None:
             try:
@@ -83,6 +89,7 @@ VALIDATED_SETTINGS = (
     "label_budget",
     "lease_seconds",
     "agreement_threshold",
+    "query_template",
     "training_settings",
     "schedule",
 )

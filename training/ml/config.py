@@ -9,7 +9,9 @@ Layout of the JSON object (every key optional, missing keys take the defaults)::
 
 Unknown keys and bad values raise ``ValueError`` with the dotted path of the offending field.
 Presets (:func:`preset`): ``cpu-tiny`` (tests, demo on tiny models), ``cpu-small`` (the
-embedded SmolLM2-135M on 2 CPU cores) and ``paper`` (GPU, Ziegler et al. 2019 stylistic tasks).
+embedded SmolLM2-135M on 2 CPU cores) and ``paper`` (GPU, Ziegler et al. 2019 stylistic tasks);
+``cpu-summarization`` and ``paper-summarization`` for the summarization task (a task's own
+generation fields still take precedence over a preset's sampling settings).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class SamplingConfig:
     """Logits are divided by this when sampling and when scoring (PPO)."""
     truncate_token: str | None = "."
     """A response ends after the first token whose text ends with this string, at or after
-    ``truncate_after``. ``None`` disables truncation (every response counts as ended)."""
+    ``truncate_after``; a whitespace string (summarization's "\\n") ends it at any token that
+    holds it. ``None`` disables truncation (every response counts as ended)."""
     truncate_after: int = 16
     """0-based response position from which a truncation token may end the response."""
     batch_size: int = 8
@@ -277,7 +280,7 @@ def dataclass_from_dict(cls: Any, data: Any, path: str = "", start: Any = None) 
 
 
 def preset(name: str) -> TrainingConfig:
-    """A named configuration: ``cpu-tiny``, ``cpu-small`` or ``paper``."""
+    """A named configuration (one of :data:`PRESETS`)."""
     if name == "paper":
         # Ziegler et al. 2019, stylistic continuation (GPT-2 774M on GPUs): PPO batches of 512
         # episodes taken as one minibatch (4 optimizer steps per batch over 4 epochs), in 16
@@ -314,6 +317,33 @@ def preset(name: str) -> TrainingConfig:
                 lora_rank=8,
             ),
         )
+    if name == "paper-summarization":
+        # The paper's summarization settings (GPU): the article cut to the query budget, a
+        # 75-token summary cut at a newline from token 55 on, a fixed KL coefficient.
+        return TrainingConfig(
+            sampling=SamplingConfig(
+                query_length=512, response_length=75, truncate_token="\n", truncate_after=55
+            ),
+            ppo=PPOConfig(
+                gradient_accumulation_steps=16, adaptive_kl=False, init_kl_coef=SUMMARY_KL_COEF
+            ),
+        )
+    if name == "cpu-summarization":
+        # cpu-small's reward model and PPO on longer queries, with the summarization task's
+        # fixed KL coefficient; shorter summaries than the paper's (2 cores).
+        small = preset("cpu-small")
+        return TrainingConfig(
+            sampling=SamplingConfig(
+                k=4,
+                query_length=CPU_SUMMARY_QUERY_LENGTH,
+                response_length=CPU_SUMMARY_RESPONSE_LENGTH,
+                truncate_token="\n",
+                truncate_after=CPU_SUMMARY_TRUNCATE_AFTER,
+                batch_size=8,
+            ),
+            reward=small.reward,
+            ppo=dataclasses.replace(small.ppo, adaptive_kl=False, init_kl_coef=SUMMARY_KL_COEF),
+        )
     if name == "cpu-tiny":
         # Tiny models in tests and demos: seconds per step.
         return TrainingConfig(
@@ -334,4 +364,9 @@ def preset(name: str) -> TrainingConfig:
     raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
 
 
-PRESETS = ("cpu-tiny", "cpu-small", "paper")
+PRESETS = ("cpu-tiny", "cpu-small", "paper", "cpu-summarization", "paper-summarization")
+SUMMARY_KL_COEF = 0.03
+"""The fixed KL coefficient of the summarization presets (the paper: 0.01 to 0.03)."""
+CPU_SUMMARY_QUERY_LENGTH = 160
+CPU_SUMMARY_RESPONSE_LENGTH = 32
+CPU_SUMMARY_TRUNCATE_AFTER = 8

@@ -34,13 +34,18 @@ class Sample:
 def _truncation_ids(tokenizer: PreTrainedTokenizerBase, truncate_token: str) -> frozenset[int]:
     ids = range(len(tokenizer))
     texts = tokenizer.batch_decode([[i] for i in ids])
+    if truncate_token.isspace():
+        # A newline often comes merged with the indentation after it ("\n   "): any token
+        # holding one ends the response (the summary ends at the line break).
+        return frozenset(i for i, t in zip(ids, texts, strict=True) if truncate_token in t)
     return frozenset(i for i, text in zip(ids, texts, strict=True) if text.endswith(truncate_token))
 
 
 def truncation_token_ids(
     tokenizer: PreTrainedTokenizerBase, truncate_token: str | None
 ) -> list[int]:
-    """Ids of the tokens whose text ends with ``truncate_token`` (e.g. "." or "\\n")."""
+    """Ids of the tokens whose text ends with ``truncate_token`` (e.g. "."), or for a
+    whitespace one (the summarization task's "\\n") holds it anywhere."""
     if truncate_token is None:
         return []
     return sorted(_truncation_ids(tokenizer, truncate_token))

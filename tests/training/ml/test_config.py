@@ -44,3 +44,19 @@ def test_config_module_does_not_import_torch():
 
     code = "import sys, training.ml, training.ml.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["cpu-summarization", "paper-summarization"])
+def test_summarization_presets_cut_at_a_newline_with_a_fixed_beta(name):
+    config = preset(name)
+    assert config.sampling.truncate_token == "\n"
+    assert config.ppo.adaptive_kl is False and 0.01 <= config.ppo.init_kl_coef <= 0.03
+    assert config.sampling.response_length > config.sampling.truncate_after
+
+
+def test_the_paper_summarization_preset_is_the_papers():
+    sampling = preset("paper-summarization").sampling
+    assert (sampling.response_length, sampling.truncate_after) == (75, 55)
+    # The CPU preset keeps cpu-small's reward model and PPO sizes.
+    small, summary = preset("cpu-small"), preset("cpu-summarization")
+    assert summary.reward == small.reward and summary.ppo.batch_size == small.ppo.batch_size

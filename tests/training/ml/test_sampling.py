@@ -83,3 +83,28 @@ def test_sample_responses_k_per_query(tiny_model_dir):
         model, tokenizer, queries, config, generator=torch.Generator().manual_seed(0)
     )
     assert [s.response_token_ids for s in again] == [s.response_token_ids for s in samples]
+
+
+class _Vocabulary:
+    """A stand-in tokenizer: token i decodes to texts[i]."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def batch_decode(self, ids: list[list[int]]) -> list[str]:
+        return [self.texts[row[0]] for row in ids]
+
+
+def test_newline_truncation_cuts_at_any_token_holding_a_line_break():
+    # The embedded model's vocabulary merges a newline with the indentation after it: 119 of
+    # its 129 newline tokens do not end with "\n". Summaries end at the line break.
+    vocabulary = _Vocabulary(["the", ".\n", "\n   ", "\n\n", " cut.", "\r\n\t", "x"])
+    assert truncation_token_ids(vocabulary, "\n") == [1, 2, 3, 5]
+    assert truncation_token_ids(vocabulary, ".") == [4]  # "." still means "ends with"
+    ids = torch.tensor([[0, 2, 0, 0, 6, 6], [0, 6, 6, 2, 6, 6], [0, 0, 0, 0, 0, 0]])
+    mask, ended = truncate_responses(ids, truncation_token_ids(vocabulary, "\n"), 2)
+    assert mask.sum(1).tolist() == [6, 4, 6]  # the early newline does not count
+    assert ended.tolist() == [False, True, False]
