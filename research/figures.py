@@ -8,6 +8,7 @@ from typing import Any
 from research.analytics.drift import DriftReport
 from research.analytics.features import FEATURE_LABELS, FEATURES
 from research.selectors import EndedFraction
+from research.summaries import ROUGE_TYPES, SummaryStats
 from training.models import PolicyVersion, RewardModelVersion
 
 Figure = dict[str, Any]
@@ -261,3 +262,66 @@ def drift_over_time(report: DriftReport) -> Figure | None:
             yaxis={"title": {"text": "coefficient per SD"}},
         ),
     }
+
+
+def summary_copying(stats: list[SummaryStats], report: DriftReport) -> Figure | None:
+    """Summarization: per policy version, the copied fraction of its eval summaries (and ROUGE
+    where references exist); below, the labelers' copy coefficient over windows of labels
+    (the drift diagnostics), so that the one can be read against the other."""
+    copy_index = FEATURES.index("copy")
+    windows = [w for w in report.windows if w.fit]
+    if not stats and not windows:
+        return None
+    versions = [f"v{s.version}" for s in stats]
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "copied 3-grams",
+            "x": versions,
+            "y": [s.copied for s in stats],
+            "error_y": {"type": "data", "array": [1.96 * s.copied_se for s in stats]},
+            "customdata": [[s.samples, s.words] for s in stats],
+            "hovertemplate": "policy %{x}: %{y:.1%} copied<br>%{customdata[0]} summaries, "
+            "%{customdata[1]:.1f} words<extra></extra>",
+        }
+    ]
+    for rouge_type in ROUGE_TYPES:
+        points = [s for s in stats if rouge_type in s.rouge]
+        if points:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": rouge_type.upper().replace("ROUGE", "ROUGE-"),
+                    "x": [f"v{s.version}" for s in points],
+                    "y": [s.rouge[rouge_type] for s in points],
+                    "line": {"dash": "dot"},
+                }
+            )
+    layout = _layout(
+        "Summaries per policy version (eval) and the labelers' copy coefficient",
+        height=460,
+        grid={"rows": 2, "columns": 1, "pattern": "independent", "roworder": "top to bottom"},
+        yaxis={"title": {"text": "fraction / F1"}, "rangemode": "tozero"},
+        xaxis={"type": "category", "title": {"text": "policy version"}},
+        yaxis2={"title": {"text": "copy coef. per SD"}, "zeroline": True},
+        xaxis2={"type": "category", "title": {"text": "labels (chronological windows)"}},
+    )
+    if windows:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "labelers' copy coefficient",
+                "x": [w.key for w in windows],
+                "y": [float(w.fit.coef[copy_index]) for w in windows if w.fit],
+                "error_y": {
+                    "type": "data",
+                    "array": [1.96 * float(w.fit.se[copy_index]) for w in windows if w.fit],
+                },
+                "xaxis": "x2",
+                "yaxis": "y2",
+            }
+        )
+    return {"data": traces, "layout": layout}

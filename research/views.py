@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET
 from labeling import exports
 from labeling.models import Task
 from research import figures, selectors
-from research.loop_status import loop_status
 from research.finders import PLOTLY_STATIC_PATH
+from research.loop_status import loop_status
+from research.summaries import article_rows, copying_flags, summary_stats
 from training.models import PolicyVersion
 
 View = Callable[..., HttpResponseBase]
@@ -55,6 +56,8 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
     agreement, rm = selectors.task_agreement(task=task)
     drift = selectors.task_drift(task=task)
     drift_dict = drift.as_dict()
+    summarization = task.kind == Task.Kind.SUMMARIZATION
+    summary_rows = summary_stats(task=task) if summarization else []
     median_ms = selectors.median_time_ms(task=task)
     plots = {
         "labels_per_hour": figures.labels_per_hour(
@@ -66,6 +69,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "ended": figures.ended_fraction(selectors.ended_fractions(task=task)),
         "drift": figures.drift_coefficients(drift),
         "drift_time": figures.drift_over_time(drift),
+        "summaries": figures.summary_copying(summary_rows, drift) if summarization else None,
     }
     context = {
         "task": task,
@@ -88,6 +92,9 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
             if g
         ],
         "export_formats": list(exports.FORMATS),
+        "summarization": summarization,
+        "summary_rows": summary_rows,
+        "copy_flags": copying_flags(summary_rows, drift) if summarization else [],
     }
     return render(request, "dashboard/task.html", context)
 
@@ -116,6 +123,8 @@ def sample_browser(request: HttpRequest, task_id: int) -> HttpResponse:
         context["error"] = "Choose two policy versions of this task (by their numbers)."
         return render(request, "dashboard/samples.html", context, status=400)
     rows = selectors.side_by_side(a=a, b=b)
+    if task.kind == Task.Kind.SUMMARIZATION:
+        context["article_rows"] = article_rows(rows, task.query_template)
     context.update(
         a=a,
         b=b,

@@ -27,6 +27,7 @@
     none: document.getElementById("none"),
     done: document.getElementById("done"),
     again: document.getElementById("check-again"),
+    legend: document.getElementById("copy-legend"),
   };
 
   var current = null; // the comparison on screen
@@ -92,7 +93,10 @@
     current = data;
     el.done.hidden = true;
     el.item.hidden = false;
-    el.prompt.textContent = data.prompt;
+    // Summarization: the article (the prompt without the query template) in its own pane.
+    el.prompt.textContent = data.article != null ? data.article : data.prompt;
+    el.prompt.scrollTop = 0;
+    if (el.legend) el.legend.hidden = !data.copies_highlighted;
     el.samples.textContent = "";
     data.samples.forEach(function (sample, position) {
       var li = document.createElement("li");
@@ -107,7 +111,7 @@
       key.textContent = String(position + 1);
       var text = document.createElement("span");
       text.className = "sample-text";
-      text.textContent = sample.text;
+      fillMarked(text, sample.text, sample.copied);
       button.appendChild(key);
       button.appendChild(text);
       button.addEventListener("click", function () {
@@ -119,6 +123,24 @@
     setProgress(data.progress);
     shownAt = performance.now();
     window.scrollTo(0, 0);
+  }
+
+  // The text with its [start, end) ranges wrapped in <mark class="copied"> (text nodes only:
+  // nothing the model wrote is parsed as HTML).
+  function fillMarked(node, text, ranges) {
+    var at = 0;
+    (ranges || []).forEach(function (range) {
+      var start = Math.max(at, range[0]);
+      var end = Math.min(text.length, range[1]);
+      if (end <= start) return;
+      node.appendChild(document.createTextNode(text.slice(at, start)));
+      var mark = document.createElement("mark");
+      mark.className = "copied";
+      mark.textContent = text.slice(start, end);
+      node.appendChild(mark);
+      at = end;
+    });
+    node.appendChild(document.createTextNode(text.slice(at)));
   }
 
   function renderDone() {
