@@ -44,7 +44,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # The demo uses Redis when one answers on loopback, else the filesystem broker (no service).
-DEMO_BROKER = $(shell redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && echo redis://127.0.0.1:6379/0 || echo filesystem://)
+DEMO_BROKER = $(shell redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && echo redis://127.0.0.1:6379/0 || echo filesystem://localhost/)
 
 demo: export CELERY_BROKER_URL := $(or $(CELERY_BROKER_URL),$(DEMO_BROKER))
 demo: install

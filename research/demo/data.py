@@ -1,9 +1,13 @@
-"""What the demo loads: its task settings, logins and files (no Django models imported here)."""
+"""What the demo loads: its task settings, logins, files and gold answers, and how its simulated
+labelers work (no Django models imported here)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from labeling.textstats import sentiment
 
 HERE = Path(__file__).resolve().parent
 PROMPTS_FILE = HERE / "prompts.jsonl"  # the train prompts (make_comparisons samples them)
@@ -36,8 +40,11 @@ DEMO_TASK_SETTINGS = {
     "temperature": 0.7,
     "truncation_token": ".",
     "truncation_min_position": 8,
-    "labels_per_comparison": 1,
-    "gold_rate": 0.0,
+    # Three labels per comparison: the two simulated labelers leave one for a person, so
+    # that alice and bob label what the bots labeled and agreement (alpha, kappa) is live.
+    "labels_per_comparison": 3,
+    # One fetch in eight serves a gold comparison (GOLD_ITEMS of them, answers in the file).
+    "gold_rate": 0.125,
     "label_budget": 400,
     "lease_seconds": 300,
     "training_settings": {"preset": "cpu-small"},
@@ -52,9 +59,45 @@ DEMO_TASK_SETTINGS = {
 }
 
 DEMO_INSTRUCTIONS = """\
-Pick the continuation you would most like to read next.
+Pick the continuation with the most positive, upbeat mood that still fits the opening.
 
-- Prefer continuations that are fluent, vivid and fit the opening.
+- Cheerful, hopeful, kind or funny beats gloomy, violent or sad.
 - Press 1-4 to choose, S to skip if you cannot judge, N if none is acceptable.
 - Don't overthink it: a few seconds per comparison is fine.
 """
+
+# --- gold comparisons -------------------------------------------------------------------------
+
+GOLD_ITEMS = 10
+"""Comparisons of the shipped file that are gold: the researcher's answer is known."""
+GOLD_MARGIN = 0.3
+"""A comparison is gold only when its most positive sample leads the next by this much VADER
+compound sentiment: gold answers must be clear, or gold accuracy measures noise."""
+
+
+def gold_answer(samples: Sequence[str]) -> int | None:
+    """The instructions' answer (the most positive sample, by VADER), or None when no sample
+    is clearly the most positive."""
+    scores = sorted(((sentiment(text), i) for i, text in enumerate(samples)), reverse=True)
+    (best, index), (second, _) = scores[0], scores[1]
+    return index if best - second >= GOLD_MARGIN else None
+
+
+def mark_gold(rows: list[dict]) -> None:
+    """Give the first ``GOLD_ITEMS`` rows with a clear answer their ``gold_choice`` (what
+    make_comparisons writes into the file, so the answers are in the file for all to read)."""
+    marked = 0
+    for row in rows:
+        row.pop("gold_choice", None)
+        answer = gold_answer(row["samples"]) if marked < GOLD_ITEMS else None
+        if answer is not None:
+            row["gold_choice"] = answer
+            marked += 1
+
+
+# --- simulated labelers -----------------------------------------------------------------------
+
+SIMULATED_LABELERS = 2
+SECONDS_PER_LABEL = 6.0
+"""A human pace: two simulated labelers give 20 labels a minute, and each comparison they
+label keeps a slot for a person (overlap 3)."""

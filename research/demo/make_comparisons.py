@@ -5,8 +5,9 @@ every one of which ended under the demo task's truncation rule (labelers see onl
 
 Sampling follows the demo task's own settings (data.py: K, lengths, temperature, truncation),
 over its training preset, built as a sampling job of the loop builds them
-(``training.task_settings``). Worker-side code (imports torch, not Django); the web process
-only reads the file it writes.
+(``training.task_settings``). The first ``GOLD_ITEMS`` comparisons with a clear answer are
+gold, with the instructions' answer (``data.mark_gold``). Worker-side code (imports torch,
+not Django); the web process only reads the file it writes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from research.demo.data import COMPARISONS_FILE, DEMO_TASK_SETTINGS, PROMPTS_FILE
+from research.demo.data import COMPARISONS_FILE, DEMO_TASK_SETTINGS, PROMPTS_FILE, mark_gold
 from training.ml.ended import sample_ended_comparisons
 from training.ml.models import load_model_and_tokenizer
 from training.task_settings import config_from_task_fields
@@ -48,10 +49,11 @@ def main() -> None:
     if result.dropped:
         missing = ", ".join(prompts[i]["id"] for i in result.dropped)
         raise SystemExit(f"no {config.k} ended responses in {MAX_ROUNDS} rounds for: {missing}")
-    with COMPARISONS_FILE.open("w") as out:
-        for prompt, sample in zip(prompts, result.samples, strict=True):
-            assert sample is not None
-            row = {
+    rows = []
+    for prompt, sample in zip(prompts, result.samples, strict=True):
+        assert sample is not None
+        rows.append(
+            {
                 "prompt_id": prompt["id"],
                 "prompt": prompt["text"],
                 "prompt_token_ids": sample.query_token_ids,
@@ -60,6 +62,10 @@ def main() -> None:
                 "sample_ended": sample.ended,
                 "policy_version": 0,
             }
+        )
+    mark_gold(rows)
+    with COMPARISONS_FILE.open("w") as out:
+        for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     rounds = ", ".join(f"{r.ended}/{r.candidates}" for r in result.rounds)
     print(

@@ -4,12 +4,18 @@ import pytest
 from django.core.management import call_command
 
 from labeling.models import Comparison, Prompt, Task
+from labeling.textstats import sentiment
 from research.demo.data import (
     COMPARISONS_FILE,
     DEMO_TASK_NAME,
     DEMO_TASK_SETTINGS,
     DEMO_USERS,
+    GOLD_ITEMS,
+    GOLD_MARGIN,
     PROMPTS_FILE,
+    SECONDS_PER_LABEL,
+    SIMULATED_LABELERS,
+    gold_answer,
 )
 from training.models import PolicyVersion
 
@@ -21,6 +27,12 @@ def test_load_demo_creates_a_ready_task_and_is_idempotent(client):
     task = Task.objects.get(name=DEMO_TASK_NAME)
     assert task.status == Task.Status.ACTIVE
     assert Comparison.objects.filter(task=task, status="open").count() == 60
+    # Overlap 3: the simulated labelers leave a slot of each comparison for a person.
+    assert set(Comparison.objects.filter(task=task).values_list("overlap", flat=True)) == {3}
+    assert task.labels_per_comparison > SIMULATED_LABELERS
+    gold = Comparison.objects.filter(task=task, is_gold=True)
+    assert gold.count() == GOLD_ITEMS and task.gold_rate > 0
+    assert not gold.filter(gold_choice__isnull=True).exists()
     ended = Comparison.objects.filter(task=task).values_list("sample_ended", flat=True)
     assert list(ended) == [[True] * task.k] * 60  # labelers see only responses that ended
     assert Prompt.objects.filter(task=task, split="train", token_ids__isnull=False).count() == 60
@@ -96,3 +108,20 @@ def test_shipped_comparisons_ended_under_the_truncation_rule():
                 [tokenizer.eos_token_id],
             )
             assert bool(ended[0]) and bool(mask.all()), (row["prompt_id"], text)
+
+
+def test_gold_answers_are_the_clearly_most_positive_sample():
+    rows = [r for r in shipped_comparisons() if "gold_choice" in r]
+    assert len(rows) == GOLD_ITEMS
+    for row in rows:
+        scores = [sentiment(text) for text in row["samples"]]
+        best = scores[row["gold_choice"]]
+        assert all(best - s >= GOLD_MARGIN for i, s in enumerate(scores) if i != row["gold_choice"])
+    assert gold_answer(["What a lovely, happy day!", "It was awful.", "A door.", "Rain."]) == 0
+    assert gold_answer(["A door.", "A window.", "A wall.", "A roof."]) is None  # no clear best
+
+
+def test_simulated_labelers_keep_a_human_pace():
+    # Two labelers at 6 s: 20 labels a minute; 24 labels (the first reward model) in ~72 s.
+    assert 3 <= SECONDS_PER_LABEL <= 20
+    assert 60 / SECONDS_PER_LABEL * SIMULATED_LABELERS <= 30

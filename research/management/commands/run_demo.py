@@ -1,5 +1,10 @@
 """Serve the demo: web, Celery workers and beat (and optionally simulated labelers), with
-their logs prefixed on one console. Ctrl-C stops everything."""
+their logs prefixed on one console. Ctrl-C stops everything.
+
+On a small machine the loop's first policy is what people wait for, so the sampling worker
+runs at a lower CPU priority than the training worker (it only fills the buffer ahead of
+labelers), and Celery's per-task and banner lines are left out of the console: the workers'
+own lines (one per sampling job, reward-model run and PPO chunk) remain."""
 
 from __future__ import annotations
 
@@ -16,7 +21,26 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from research.demo.data import DEMO_TASK_NAME, DEMO_USERS
+from research.demo.data import (
+    DEMO_TASK_NAME,
+    DEMO_USERS,
+    SECONDS_PER_LABEL,
+    SIMULATED_LABELERS,
+)
+
+SAMPLING_NICENESS = 10
+"""The sampling worker's niceness: beside a training run it gets about a tenth of the CPU."""
+QUIET_WORKERS = {
+    "CELERY_LOG_LEVEL": "WARNING",  # no line per task received, succeeded or sent by beat
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no "Loading weights" bars at each model load
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+"""The workers' environment: their own INFO lines stay (one per sampling job, reward-model
+run and PPO chunk); Celery's and transformers' routine lines go."""
+ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
+"""Celery warns at every start as root, even with C_FORCE_ROOT set; `make demo` often runs as
+root (a container, a fresh VM). The demo's workers accept JSON only, so the pickle attack the
+warning is about does not apply; production images run workers as an unprivileged user."""
 
 
 @dataclass
@@ -38,9 +62,12 @@ class Command(BaseCommand):
             default=os.environ.get("DEMO_SIMULATE", "sentiment"),
             help="start simulated labelers with this preference (none: only people label)",
         )
-        parser.add_argument("--simulated-labelers", type=int, default=2)
+        parser.add_argument("--simulated-labelers", type=int, default=SIMULATED_LABELERS)
         parser.add_argument(
-            "--rate", type=float, default=1.0, help="labels/s per simulated labeler"
+            "--seconds-per-label",
+            type=float,
+            default=float(os.environ.get("DEMO_SECONDS_PER_LABEL", SECONDS_PER_LABEL)),
+            help="each simulated labeler's pace (a person's: a few seconds per label)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -54,32 +81,39 @@ class Command(BaseCommand):
         python = sys.executable
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         host_port = f"{options['host']}:{options['port']}"
-        celery = [python, "-m", "celery", "-A", "config"]
+        web_env = {"GUNICORN_ACCESS_LOG": "", **env}  # no line per request
+        celery_env = {**env, **QUIET_WORKERS}
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            celery_env["PYTHONWARNINGS"] = ROOT_WARNING
+        celery = [python, "-m", "celery", "-A", "config", "--quiet"]
+        worker = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "1",
+                  "--without-gossip", "--without-mingle"]  # fmt: skip
         gunicorn = [python, "-m", "gunicorn", "config.wsgi:application"]
-        commands: list[tuple[str, list[str]]] = [
+        commands: list[tuple[str, list[str], dict[str, str]]] = [
             ("web", [*gunicorn, "-c", "config/gunicorn.conf.py", "--bind", host_port,
-                     "--workers", str(options["web_workers"])]),
+                     "--workers", str(options["web_workers"])], web_env),
             # Light work (ticks, heartbeats) stays responsive while the other worker trains.
-            ("worker-light", [*celery, "worker", "-Q", "default", "-n", "light@%h",
-                              "--concurrency", "1"]),
-            # Sampling has its own worker so labelers get new comparisons while a model trains.
-            ("worker-sample", [*celery, "worker", "-Q", "sampling", "-n", "sample@%h",
-                               "--concurrency", "1"]),
-            ("worker-train", [*celery, "worker", "-Q", "training", "-n", "train@%h",
-                              "--concurrency", "1"]),
-            ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]),
+            ("worker-light", [*worker, "-Q", "default", "-n", "light@%h"], celery_env),
+            # Sampling has its own worker so labelers get new comparisons while a model trains,
+            # niced below training (SAMPLING_NICENESS).
+            ("worker-sample", ["nice", "-n", str(SAMPLING_NICENESS), *worker, "-Q", "sampling",
+                               "-n", "sample@%h"], celery_env),
+            ("worker-train", [*worker, "-Q", "training", "-n", "train@%h"], celery_env),
+            ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+             celery_env),
         ]  # fmt: skip
-        children = [self._start(name, cmd, env) for name, cmd in commands]
+        children = [self._start(name, cmd, child_env) for name, cmd, child_env in commands]
         if not self._wait_until_serving(url, children[0]):
             self._supervise(children, stop_now=True)
             sys.exit(1)
         if options["simulate"] != "none":
             simulate = [python, "manage.py", "simulate_labelers", "--task", str(task.pk)]
             simulate += ["--labelers", str(options["simulated_labelers"])]
-            simulate += ["--preference", options["simulate"], "--rate", str(options["rate"])]
+            rate = 1 / options["seconds_per_label"] if options["seconds_per_label"] > 0 else 0
+            simulate += ["--preference", options["simulate"], "--rate", f"{rate:.4f}"]
             simulate += ["--url", url, "--until-budget", "--idle", str(24 * 3600)]
             children.append(self._start("simulated", simulate, env))
-        self._banner(url, task.pk, options["simulate"])
+        self._banner(url, task.pk, options["simulate"], options["seconds_per_label"])
         self._supervise(children)
 
     def _wait_until_serving(self, url: str, web: Child, timeout: float = 90.0) -> bool:
@@ -109,7 +143,7 @@ class Command(BaseCommand):
             line = raw.decode("utf-8", "replace").rstrip()
             self.stdout.write(f"[{name:12}] {line}")
 
-    def _banner(self, url: str, task_id: int, simulate: str) -> None:
+    def _banner(self, url: str, task_id: int, simulate: str, seconds_per_label: float) -> None:
         lines = [
             "",
             "Preference Loop demo is starting.",
@@ -123,7 +157,8 @@ class Command(BaseCommand):
             lines.append(f"    {user.username:12} / {user.password:22} ({user.role})")
         if simulate != "none":
             lines.append(
-                f"  Simulated labelers prefer: {simulate} (DEMO_SIMULATE=none to turn off)"
+                f"  Simulated labelers prefer: {simulate}, one label per {seconds_per_label:g} s"
+                " each (DEMO_SIMULATE=none: people only; DEMO_SECONDS_PER_LABEL sets the pace)"
             )
         lines.append("  Ctrl-C stops everything.")
         self.stdout.write(self.style.SUCCESS("\n".join(lines)))
