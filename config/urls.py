@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.favicon import favicon
 from config.health import healthz
 from config.login import RateLimitedLoginView, rate_limited_login
 from config.metrics import metrics
@@ -9,6 +10,7 @@ from config.metrics import metrics
 urlpatterns = [
     path("admin/login/", rate_limited_login(admin.site.login)),
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon, name="favicon"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),

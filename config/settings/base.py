@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from the package: no CDN
     "labeling",
     "training",
     "research",
@@ -181,6 +182,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Label best-of-K comparisons; export labels.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, so that it
+    # renders on an offline or firewalled install.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Task.kind and Label.kind are both called "kind": name their enums apart.
     "ENUM_NAME_OVERRIDES": {
         "TaskKindEnum": "labeling.models.Task.Kind",
@@ -254,5 +260,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Celery's own lines (a task received and succeeded, beat sending one, the broker
+        # connection): CELERY_LOG_LEVEL=WARNING leaves them out (the demo's console).
+        "celery": {"level": env("CELERY_LOG_LEVEL", default="INFO")},
+    },
 }
