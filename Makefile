@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make demo    install, migrate, load the demo task, serve web + worker + beat"
-	@echo "make test    the whole test suite (PostgreSQL/Redis via DATABASE_URL/CELERY_BROKER_URL)"
+	@echo "make test    the whole test suite on throwaway PostgreSQL and Redis servers"
 	@echo "make lint    ruff + mypy"
 
 $(PY):
@@ -28,16 +28,20 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Debian packages the browser test and the CI services need (root, non-interactive).
+# Debian packages the tests need: Chromium (browser tests) and the PostgreSQL and Redis servers
+# (`make test` starts throwaway instances of them). Installed when root, else only reported.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	[ -n "$(WITH_SERVICES)" ] && { command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	  command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; }; \
-	if [ -n "$$missing" ]; then \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null \
+	  || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing:$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+	  echo "missing:$$missing (not root: not installed; the tests that need them skip)"; \
 	fi
 
 migrate: install
@@ -52,8 +56,10 @@ demo: install
 	$(PY) manage.py load_demo
 	$(PY) manage.py run_demo --port $(PORT)
 
+# Throwaway PostgreSQL and Redis for the run, stopped afterwards (tests/throwaway_services.py),
+# unless DATABASE_URL / CELERY_BROKER_URL name servers of your own.
 test: install system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -p tests.throwaway_services $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest -m "not slow and not browser and not e2e" $(PYTEST_ARGS)

@@ -52,13 +52,18 @@ def _postgres_url() -> str | None:
 
 
 def _redis_cache_url() -> str | None:
+    """DB 5 of the run's Redis (CELERY_BROKER_URL's server: `make test` starts one)."""
+    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    if not broker.startswith("redis://"):
+        return None
+    url = broker.rsplit("/", 1)[0] + "/5"  # DB 5: this project's tests never flush it
     try:
         import redis
 
-        redis.Redis(host="127.0.0.1", port=6379, db=5, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except Exception:
         return None
-    return "redis://127.0.0.1:6379/5"  # DB 5: this project's tests never flush it
+    return url
 
 
 @pytest.fixture(params=["database-sqlite", "database-postgres", "redis"])
@@ -74,7 +79,7 @@ def stack_env(request, tmp_path) -> dict[str, str]:
         env["CACHE_URL"] = f"dbcache://limits_test_{uuid.uuid4().hex[:8]}"
     else:
         url = _redis_cache_url()
-        require(url is not None, "Redis on 127.0.0.1:6379")
+        require(url is not None, "Redis (CELERY_BROKER_URL)")
         env["CACHE_URL"] = str(url)
     if env["CACHE_URL"].startswith("dbcache://"):
         _run(env, "createcachetable")
