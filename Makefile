@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/*.txt 2>/dev/null | cksum | cut -d' ' -f1)
 PORT ?= 8000
+# continuation (stylistic, VADER labelers) or summarization (news articles from the gensim
+# wheel, copy-preferring labelers; installs the summarization extra)
+DEMO_TASK ?= continuation
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help install system-deps demo test test-fast lint migrate check-deploy clean
@@ -53,8 +56,9 @@ DEMO_BROKER = $(shell redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && echo redis:
 demo: export CELERY_BROKER_URL := $(or $(CELERY_BROKER_URL),$(DEMO_BROKER))
 demo: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py load_demo
-	$(PY) manage.py run_demo --port $(PORT)
+	@if [ "$(DEMO_TASK)" = summarization ]; then $(PIP) install -q -e '.[summarization]'; fi
+	$(PY) manage.py load_demo --task $(DEMO_TASK)
+	$(PY) manage.py run_demo --task $(DEMO_TASK) --port $(PORT)
 
 # Throwaway PostgreSQL and Redis for the run, stopped afterwards (tests/throwaway_services.py),
 # unless DATABASE_URL / CELERY_BROKER_URL name servers of your own.

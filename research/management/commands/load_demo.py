@@ -1,11 +1,14 @@
-"""Load (or refresh) the demo task: logins, settings, instructions, prompts, comparisons."""
+"""Load (or refresh) the demo task: logins, settings, instructions, prompts, comparisons.
+``--task summarization`` (``DEMO_TASK=summarization``) loads the news-summary task instead
+(research/demo/summarization.py)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from labeling.models import Task
@@ -19,12 +22,21 @@ from research.demo.data import (
     DEMO_USERS,
     EVAL_PROMPTS_FILE,
 )
+from research.demo.summarization import DemoDataMissing, load_summarization_demo
 from research.services import setup_researcher_group
 from training.services.versions import ensure_base_policy
 
 
 class Command(BaseCommand):
     help = "Create the demo logins and the demo task with prompts and comparisons (idempotent)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--task",
+            choices=["continuation", "summarization"],
+            default=os.environ.get("DEMO_TASK") or "continuation",
+            help="which demo task (default: $DEMO_TASK, else continuation)",
+        )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
@@ -38,6 +50,16 @@ class Command(BaseCommand):
             if demo.role == "researcher":
                 user.groups.add(researchers)
 
+        if options["task"] == "summarization":
+            labelers = [
+                users.objects.get(username=d.username) for d in DEMO_USERS if d.role == "labeler"
+            ]
+            try:
+                _, message = load_summarization_demo(labelers=labelers)
+            except DemoDataMissing as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(self.style.SUCCESS(message))
+            return
         task, created = Task.objects.get_or_create(name=DEMO_TASK_NAME, defaults=DEMO_TASK_SETTINGS)
         if not created:
             self.stdout.write(f"Demo task {task.pk} exists; logins refreshed.")

@@ -27,6 +27,7 @@ from research.demo.data import (
     SECONDS_PER_LABEL,
     SIMULATED_LABELERS,
 )
+from research.demo.summarization import SIMULATED_PREFERENCE, SUMMARY_TASK_NAME
 
 SAMPLING_NICENESS = 10
 """The sampling worker's niceness: beside a training run it gets about a tenth of the CPU."""
@@ -57,10 +58,17 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument(
+            "--task",
+            choices=["continuation", "summarization"],
+            default=os.environ.get("DEMO_TASK") or "continuation",
+            help="which demo task (default: $DEMO_TASK, else continuation)",
+        )
+        parser.add_argument(
             "--simulate",
-            choices=["none", "sentiment", "length", "copy", "random"],
-            default=os.environ.get("DEMO_SIMULATE", "sentiment"),
-            help="start simulated labelers with this preference (none: only people label)",
+            choices=["none", "sentiment", "length", "copy", "novelty", "random"],
+            default=os.environ.get("DEMO_SIMULATE") or None,
+            help="start simulated labelers with this preference (none: only people label; "
+            "default: sentiment, or copy for the summarization demo)",
         )
         parser.add_argument("--simulated-labelers", type=int, default=SIMULATED_LABELERS)
         parser.add_argument(
@@ -73,10 +81,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from labeling.models import Task
 
-        task = Task.objects.filter(name=DEMO_TASK_NAME).first()
+        summarization = options["task"] == "summarization"
+        name = SUMMARY_TASK_NAME if summarization else DEMO_TASK_NAME
+        task = Task.objects.filter(name=name).first()
         if task is None:
-            self.stderr.write("No demo task: run `manage.py load_demo` first.")
+            self.stderr.write(f"No demo task: run `manage.py load_demo --task {options['task']}`.")
             sys.exit(1)
+        if options["simulate"] is None:
+            options["simulate"] = SIMULATED_PREFERENCE if summarization else "sentiment"
         url = f"http://{options['host']}:{options['port']}"
         python = sys.executable
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
