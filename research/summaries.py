@@ -138,9 +138,13 @@ def copying_flags(stats: list[SummaryStats], report: DriftReport) -> list[str]:
             continue
         row = next(r for r in group.fit.rows() if r["name"] == "copy")  # type: ignore[union-attr]
         if row["coef"] > 0:
-            who = "Labelers overall" if group is report.overall else f"Labeler {group.key}"
+            who = (
+                "Labelers overall reward"
+                if group is report.overall
+                else f"Labeler {group.key} rewards"
+            )
             flags.append(
-                f"{who} reward copying from the article: copy coefficient {row['coef']:+.2f} "
+                f"{who} copying from the article: copy coefficient {row['coef']:+.2f} "
                 f"per SD (z = {row['z']:+.1f}, n = {group.n})"
             )
     rise = copy_trend(stats)
