@@ -13,6 +13,9 @@ Comparison files (JSONL)
     "sample_token_ids"?: [K [int]], "sample_ended"?: [K bool], "gold_choice"?: int 0..K-1,
     "policy_version"?: int}``. ``sample_ended`` says which samples ended under the task's
     truncation rule; it is kept as given (the researcher's choice), null when absent.
+Source files (a summarization task's articles, JSONL or CSV)
+    ``{"article"|"document"|"text": str, "highlights"|"summary"|"reference"?: str, "id"?,
+    "split"?}``: see :data:`SOURCE_FIELDS` and :mod:`labeling.services.sources`.
 Blank lines are ignored. Duplicates (same prompt id or text; same prompt and samples)
 within one file are errors, and so is a prompt (by id, else by text) that two lines give
 with different texts or different token ids: the error names both lines. A field (or CSV
