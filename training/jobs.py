@@ -266,7 +266,7 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
     artifacts.seed_ppo_state(state_dir, head)
     services.set_checkpoint(run_id=run.pk, checkpoint_path=str(state_dir))
     done = artifacts.episodes_in(state_dir)
-    prompts = list(task.prompts.filter(split="train").values_list("text", flat=True))
+    prompts = selectors.train_queries(task_id=task.pk)
     if not prompts:
         services.fail_run(run_id=run.pk, error="the task has no train prompts")
         return None

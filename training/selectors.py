@@ -183,6 +183,20 @@ def prompts_to_sample(*, task_id: int, n: int, exclude_ids: Collection[int] = ()
     )
 
 
+def train_queries(*, task_id: int) -> list[str] | list[list[int]]:
+    """PPO's queries: the train prompts' token ids when every one has them (a summarization
+    task's articles, cut to the budget at import, or ids the sampler stored), as the sampler
+    used them; else their texts (encoded by PPO)."""
+    rows = list(
+        Prompt.objects.filter(task_id=task_id, split=Prompt.Split.TRAIN)
+        .order_by("id")
+        .values_list("text", "token_ids")
+    )
+    if rows and all(isinstance(ids, list) and ids for _, ids in rows):
+        return [list(ids) for _, ids in rows]
+    return [text for text, _ in rows]
+
+
 def eval_prompts(*, task_id: int, n: int) -> list[Prompt]:
     prompts = Prompt.objects.filter(task_id=task_id).order_by("id")
     chosen = list(prompts.filter(split=Prompt.Split.EVAL)[:n])
