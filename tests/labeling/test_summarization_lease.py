@@ -31,6 +31,7 @@ def lease_and_label(task, labeler, choice: int):
     assignment = lease_next(task=task, labeler=labeler)
     assert assignment is not None
     payload = LeaseSerializer.payload(assignment, {"labeled_by_me": 0, "remaining": 0})
+    assert LeaseSerializer(payload).data == payload  # the schema documents what is sent
     # A second fetch returns the same lease, read back from the database.
     again = lease_next(task=task, labeler=labeler)
     assert again is not None
