@@ -126,21 +126,23 @@
   }
 
   // The text with its [start, end) ranges wrapped in <mark class="copied"> (text nodes only:
-  // nothing the model wrote is parsed as HTML).
+  // nothing the model wrote is parsed as HTML). The server counts characters as code points
+  // (Python), so the text is sliced as an array of code points, not UTF-16 units.
   function fillMarked(node, text, ranges) {
+    var chars = Array.from(text);
     var at = 0;
     (ranges || []).forEach(function (range) {
       var start = Math.max(at, range[0]);
-      var end = Math.min(text.length, range[1]);
+      var end = Math.min(chars.length, range[1]);
       if (end <= start) return;
-      node.appendChild(document.createTextNode(text.slice(at, start)));
+      node.appendChild(document.createTextNode(chars.slice(at, start).join("")));
       var mark = document.createElement("mark");
       mark.className = "copied";
-      mark.textContent = text.slice(start, end);
+      mark.textContent = chars.slice(start, end).join("");
       node.appendChild(mark);
       at = end;
     });
-    node.appendChild(document.createTextNode(text.slice(at)));
+    node.appendChild(document.createTextNode(chars.slice(at).join("")));
   }
 
   function renderDone() {

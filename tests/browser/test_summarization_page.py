@@ -40,7 +40,7 @@ SUMMARIES = [
     "The city council voted on Tuesday to approve a new bridge across the river.",
     "A long-debated bridge was approved; building starts in spring.",
     "Residents disagree about a costly new crossing near the park.",
-    "The mayor called the decision a turning point for the region.",
+    "\U0001f309 The mayor said the vote was a turning point.",  # a character beyond UTF-16's BMP
 ]
 
 
@@ -91,7 +91,9 @@ def check_article_pane(page) -> None:
     # Copied spans are marked in the summary that copied a sentence, nowhere else.
     marks = page.locator("#samples mark.copied")
     assert marks.count() >= 1
-    assert SUMMARIES[0].rstrip(".") in [marks.nth(i).inner_text() for i in range(marks.count())]
+    marked = [marks.nth(i).inner_text() for i in range(marks.count())]
+    assert SUMMARIES[0].rstrip(".") in marked
+    assert "The mayor said the vote was a turning point" in marked  # after the emoji
     assert page.is_visible("#copy-legend")
 
 
