@@ -50,6 +50,7 @@ def test_the_query_template_needs_the_article_once(client, researcher, template)
 def test_articles_import_through_the_prompt_import_page(client, researcher, byte_tokenizer_dir):
     task = TaskFactory(kind="summarization", base_model=str(byte_tokenizer_dir), query_length=200)
     url = reverse("admin:labeling_task_import_prompts", args=[task.pk])
+    assert "each line is an article" in client.get(url).content.decode()
     body = b'{"article": "One sentence here. Another one.", "highlights": "One."}\n'
     assert client.post(url, {"file": upload("a.jsonl", body)}).status_code == 302
     prompt = Prompt.objects.get(task=task)
