@@ -1,10 +1,10 @@
 """Serve the demo: web, Celery workers and beat (and optionally simulated labelers), with
 their logs prefixed on one console. Ctrl-C stops everything.
 
-On a small machine the loop's first policy is what people wait for, so the sampling worker
-runs at a lower CPU priority than the training worker (it only fills the buffer ahead of
-labelers), and Celery's per-task and banner lines are left out of the console: the workers'
-own lines (one per sampling job, reward-model run and PPO chunk) remain."""
+Celery's per-task and banner lines are left out of the console: the workers' own lines (one
+per sampling job, reward-model run and PPO chunk) remain. The sampling worker runs at the
+training worker's priority: the scheduler already keeps sampling off the CPU while a model
+trains unless labelers would run short, and then the comparisons are what people wait for."""
 
 from __future__ import annotations
 
@@ -29,8 +29,6 @@ from research.demo.data import (
 )
 from research.demo.summarization import SIMULATED_PREFERENCE, SUMMARY_TASK_NAME
 
-SAMPLING_NICENESS = 10
-"""The sampling worker's niceness: beside a training run it gets about a tenth of the CPU."""
 QUIET_WORKERS = {
     "CELERY_LOG_LEVEL": "WARNING",  # no line per task received, succeeded or sent by beat
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no "Loading weights" bars at each model load
@@ -106,10 +104,8 @@ class Command(BaseCommand):
                      "--workers", str(options["web_workers"])], web_env),
             # Light work (ticks, heartbeats) stays responsive while the other worker trains.
             ("worker-light", [*worker, "-Q", "default", "-n", "light@%h"], celery_env),
-            # Sampling has its own worker so labelers get new comparisons while a model trains,
-            # niced below training (SAMPLING_NICENESS).
-            ("worker-sample", ["nice", "-n", str(SAMPLING_NICENESS), *worker, "-Q", "sampling",
-                               "-n", "sample@%h"], celery_env),
+            # Sampling has its own worker so labelers get new comparisons while a model trains.
+            ("worker-sample", [*worker, "-Q", "sampling", "-n", "sample@%h"], celery_env),
             ("worker-train", [*worker, "-Q", "training", "-n", "train@%h"], celery_env),
             ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
              celery_env),
