@@ -92,9 +92,10 @@ class Command(BaseCommand):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         host_port = f"{options['host']}:{options['port']}"
         web_env = {"GUNICORN_ACCESS_LOG": "", **env}  # no line per request
-        celery_env = {**env, **QUIET_WORKERS}
+        warning_filters = ["ignore::FutureWarning"]  # libraries' deprecation notices
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            celery_env["PYTHONWARNINGS"] = ROOT_WARNING
+            warning_filters.append(ROOT_WARNING)
+        celery_env = {**env, **QUIET_WORKERS, "PYTHONWARNINGS": ",".join(warning_filters)}
         celery = [python, "-m", "celery", "-A", "config", "--quiet"]
         worker = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "1",
                   "--without-gossip", "--without-mingle"]  # fmt: skip
