@@ -219,10 +219,11 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         metrics=metrics,
     )
     if version is not None:
-        scoring.score_comparisons(version)
-        base = selectors.base_policy(task_id=task.pk)
-        if base is not None:
-            scoring.rescore_eval_samples(base, version, config)
+        # Scoring for the dashboard runs on the sampling worker: the next PPO chunk, which
+        # the training worker takes up now, does not wait for it.
+        from training import tasks
+
+        tasks.score_with_reward_model.delay_on_commit(version.pk)
         logger.info(
             "task %s: reward model v%d: %d labels (%d trained on, %d new, %s), train accuracy "
             "%s%s; %.0f s",
@@ -335,6 +336,24 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
             time.perf_counter() - started,
         )  # fmt: skip
     return version
+
+
+def score_with_reward_model(reward_model_version_id: int) -> int:
+    """Score the recent comparisons (the dashboard's agreement with the reward model) and
+    v0's eval answers (the sample browser's baseline) with a new reward model; how many
+    comparisons were scored."""
+    version = RewardModelVersion.objects.select_related("task").get(pk=reward_model_version_id)
+    started = time.perf_counter()
+    scored = scoring.score_comparisons(version)
+    base = selectors.base_policy(task_id=version.task_id)
+    answers = (
+        scoring.rescore_eval_samples(base, version, training_config(version.task)) if base else 0
+    )
+    logger.info(
+        "task %s: reward model v%d scored %d comparisons and v0's %d eval answers in %.1f s",
+        version.task_id, version.number, scored, answers, time.perf_counter() - started,
+    )  # fmt: skip
+    return scored
 
 
 # --- eval answers ---------------------------------------------------------------------------

@@ -64,6 +64,20 @@ def sample_eval_answers(policy_version_id: int) -> int:
     return jobs.sample_eval_answers(policy_version_id)
 
 
+@shared_task(
+    acks_late=True,
+    time_limit=SAMPLE_TIME_LIMIT,
+    soft_time_limit=SAMPLE_TIME_LIMIT - 30,
+    ignore_result=True,
+)
+def score_with_reward_model(reward_model_version_id: int) -> int:
+    """Score recent comparisons and v0's eval answers with a new reward model (sampling
+    queue: off the training worker, which goes on to the next PPO chunk)."""
+    from training import jobs
+
+    return jobs.score_with_reward_model(reward_model_version_id)
+
+
 def _run_training(run_id: int, body_name: str) -> int | None:
     from training import jobs
 

@@ -199,10 +199,11 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Light work (scheduler tick, lease reclaim) on "default"; generation on "sampling";
+# Light work (scheduler tick, lease reclaim) on "default"; generation and scoring on "sampling";
 # reward-model and PPO training on "training" (GPU workers: concurrency 1, prefetch 1).
 CELERY_TASK_ROUTES = {
     "training.tasks.sample_*": {"queue": "sampling"},
+    "training.tasks.score_*": {"queue": "sampling"},
     "training.tasks.train_*": {"queue": "training"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

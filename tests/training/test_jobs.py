@@ -44,8 +44,11 @@ def run_due(task, kind):
     return body(claimed)
 
 
-def test_loop_in_process(tiny_model_path, settings, tmp_path, caplog):
-    from training import jobs
+def test_loop_in_process(tiny_model_path, settings, tmp_path, caplog, monkeypatch):
+    from training import jobs, tasks
+
+    scoring_jobs: list[int] = []
+    monkeypatch.setattr(tasks.score_with_reward_model, "delay_on_commit", scoring_jobs.append)
 
     caplog.set_level("INFO", logger="training.jobs")
     settings.ARTIFACTS_DIR = tmp_path
@@ -67,11 +70,15 @@ def test_loop_in_process(tiny_model_path, settings, tmp_path, caplog):
     rm = run_due(task, "reward")
     assert rm.number == 1 and rm.label_count == 4 and rm.labels_used.count() == 4
     assert {"held_out_accuracy", "train_loss", "label_count"} <= set(rm.metrics)
+    # Scoring is a job of its own (sampling queue): the next PPO chunk does not wait for it.
+    assert scoring_jobs == [rm.pk]
+    assert not ComparisonScores.objects.filter(reward_model_version=rm).exists()
+    assert jobs.score_with_reward_model(rm.pk) == 4
     assert ComparisonScores.objects.filter(reward_model_version=rm).count() == 4
     baseline = EvalSample.objects.get(policy_version=v0)  # scored by the new reward model
     assert baseline.reward is not None and baseline.reward_model_version_id == rm.pk
     assert TrainingRun.objects.get(reward_model_version=rm).progress == 1.0
-    [line] = [r.getMessage() for r in caplog.records if "reward model v1" in r.getMessage()]
+    [line] = [r.getMessage() for r in caplog.records if "reward model v1:" in r.getMessage()]
     assert "4 labels (4 trained on, 4 new, from the base model), train accuracy" in line
     assert line.endswith(" s")
 
