@@ -193,7 +193,7 @@ def train_queries(*, task_id: int) -> list[str] | list[list[int]]:
         .values_list("text", "token_ids")
     )
     if rows and all(isinstance(ids, list) and ids for _, ids in rows):
-        return [list(ids) for _, ids in rows]
+        return [list(ids or []) for _, ids in rows]
     return [text for text, _ in rows]
 
 
