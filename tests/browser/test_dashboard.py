@@ -55,7 +55,8 @@ def test_dashboard_renders_plots_without_javascript_errors(live_server, chromium
             "document.querySelectorAll('.plot[data-figure]').length",
             timeout=20_000,
         )
-        assert page.locator(".js-plotly-plot").count() == 6
+        # labels per hour, RM accuracy, PPO, timeline, ended fraction, drift, drift over time
+        assert page.locator(".js-plotly-plot").count() == 7
         assert page.locator("#plot-drift .scatterlayer .trace").count() >= 3
         assert page.locator("#agreement-table tr.flagged").count() == 1
         assert "rewards copied from prompt" in page.locator("#drift").inner_text()
