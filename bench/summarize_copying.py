@@ -94,6 +94,7 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
             name=f"summarize {args.preference} {time.time():.0f} seed {args.seed}",
             query_length=args.query_length,
             response_length=args.response_length,
+            truncation_token=args.truncate_token.replace("\\n", "\n"),
             truncation_min_position=args.truncate_after,
             labels_per_comparison=1,
             highlight_copies=False,
@@ -237,6 +238,7 @@ def main() -> None:
     parser.add_argument("--query-length", type=int, default=96)
     parser.add_argument("--response-length", type=int, default=24)
     parser.add_argument("--truncate-after", type=int, default=6)
+    parser.add_argument("--truncate-token", default=".", help='"." or "\\n"')
     parser.add_argument("--eval-articles", type=int, default=24)
     parser.add_argument("--per-article", type=int, default=8, help="summaries per eval article")
     parser.add_argument("--minutes", type=float, default=80, help="give up after this")

@@ -3,9 +3,9 @@
 The ``gensim`` wheel ships 300 Australian news articles (a few of them twice) as test data
 (the Lee corpus, ``gensim/test/test_data/lee_background.cor``, one per line); they are read from the
 installed package (the ``summarization`` extra) and never copied into this repository. The
-embedded model summarizes them after ``TL;DR:``; simulated labelers who prefer copying label
-beside people, and the dashboard shows the copied fraction of each policy version's
-summaries next to the labelers' copy coefficient (the paper's finding).
+embedded model summarizes them in a sentence after ``TL;DR:``; simulated labelers who prefer
+copying label beside people, and the dashboard shows the copied fraction of each policy
+version's summaries next to the labelers' copy coefficient (the paper's finding).
 
 No pre-sampled comparisons: the loop samples the first ones from policy v0 when it starts.
 """
@@ -31,7 +31,7 @@ SUMMARY_TASK_SETTINGS: dict[str, Any] = {
     "query_length": 160,
     "response_length": 32,
     "temperature": 0.7,
-    "truncation_token": "\n",
+    "truncation_token": ".",  # one-sentence summaries on 2 cores (the cpu-summarization preset)
     "truncation_min_position": 8,
     # Like the stylistic demo: the simulated labelers leave a slot of each comparison for
     # a person, and two labels per sampled comparison halve the sampling of long queries.

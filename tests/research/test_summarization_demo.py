@@ -48,7 +48,7 @@ def test_load_demo_summarization_imports_the_articles_as_queries():
     task = Task.objects.get(name=SUMMARY_TASK_NAME)
     assert task.kind == "summarization" and task.highlight_copies
     assert (task.truncation_token, task.query_length) == (
-        "\n",
+        ".",
         SUMMARY_TASK_SETTINGS["query_length"],
     )
     prompts = Prompt.objects.filter(task=task)

@@ -330,14 +330,16 @@ def preset(name: str) -> TrainingConfig:
         )
     if name == "cpu-summarization":
         # cpu-small's reward model and PPO on longer queries, with the summarization task's
-        # fixed KL coefficient; shorter summaries than the paper's (2 cores).
+        # fixed KL coefficient. One-sentence summaries (cut at a period from token 8 on): on
+        # the embedded model 58% of 32-token TL;DR responses end that way, 25% at a newline,
+        # and each response that does not end costs a candidate and a -1 in PPO (2 cores).
         small = preset("cpu-small")
         return TrainingConfig(
             sampling=SamplingConfig(
                 k=4,
                 query_length=CPU_SUMMARY_QUERY_LENGTH,
                 response_length=CPU_SUMMARY_RESPONSE_LENGTH,
-                truncate_token="\n",
+                truncate_token=".",
                 truncate_after=CPU_SUMMARY_TRUNCATE_AFTER,
                 batch_size=8,
             ),
