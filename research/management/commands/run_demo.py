@@ -32,6 +32,7 @@ from research.demo.summarization import SIMULATED_PREFERENCE, SUMMARY_TASK_NAME
 QUIET_WORKERS = {
     "CELERY_LOG_LEVEL": "WARNING",  # no line per task received, succeeded or sent by beat
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no "Loading weights" bars at each model load
+    "TQDM_DISABLE": "1",  # nor the GGUF conversion's, the first time the model is loaded
     "TRANSFORMERS_VERBOSITY": "error",
 }
 """The workers' environment: their own INFO lines stay (one per sampling job, reward-model
