@@ -85,9 +85,6 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         from labeling.simulation import PREFERENCES
         from research.demo.summarization import SUMMARY_TASK_SETTINGS, articles_jsonl, lee_articles
         from training import selectors, services
-        from training.model_cache import policy_model_path
-        from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-        from training.task_settings import training_config
 
         settings = {**SUMMARY_TASK_SETTINGS}
         settings.update(
@@ -144,52 +141,81 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
             worker.terminate()
             worker.wait(timeout=60)
             print((work / "worker.log").read_text()[-2000:], file=sys.stderr)
-        loop_seconds = time.monotonic() - started
-        config = training_config(task)
-        queries = list(task.prompts.filter(split="eval").values_list("text", flat=True))
-        final = PolicyVersion.objects.filter(task=task).order_by("-number").first()
-        before = copied_of_version(
-            policy_model_path(task, None), queries, config.sampling, args.per_article, args.seed
+        result = report(task, args)
+        result.update(
+            loop_wall_seconds=round(time.monotonic() - started),
+            timed_out=time.monotonic() > deadline,
         )
-        after = copied_of_version(
-            policy_model_path(task, final), queries, config.sampling, args.per_article, args.seed
-        )
-        last_run = (
-            TrainingRun.objects.filter(task=task, kind="policy", status="succeeded")
-            .order_by("-pk")
-            .first()
-        )
-        return {
-            "preference": args.preference,
-            "seed": args.seed,
-            "labels_used": task.labels.count(),
-            "episodes": final.episodes if final else 0,
-            "policy_versions": final.number if final else 0,
-            "query_length": args.query_length,
-            "response_length": args.response_length,
-            "eval_articles": len(queries),
-            "before": before,
-            "after": after,
-            "change": round(after["copied"] - before["copied"], 4),
-            "change_se": round(math.hypot(after["copied_se"], before["copied_se"]), 4),
-            "kl": last_run.metrics[-1].get("kl") if last_run and last_run.metrics else None,
-            "reward_models": [
-                {
-                    "version": rm.number,
-                    "labels": rm.label_count,
-                    "prospective_accuracy": rm.metrics.get("prospective_accuracy"),
-                    "prospective_labels": rm.metrics.get("prospective_labels"),
-                }
-                for rm in RewardModelVersion.objects.filter(task=task).order_by("number")
-            ],
-            "ended_fraction_per_version": {
-                v.number: v.ended_fraction
-                for v in PolicyVersion.objects.filter(task=task).order_by("number")
-            },
-            "loop_wall_seconds": round(loop_seconds),
-            "total_wall_seconds": round(time.monotonic() - started),
-            "timed_out": time.monotonic() > deadline,
-        }
+        return result
+
+
+def report(task: Any, args: argparse.Namespace, version: int | None = None) -> dict[str, Any]:
+    """Copied fraction of the eval summaries of v0 and of policy ``version`` (default: the
+    newest), with what that version was trained on."""
+    from training.model_cache import policy_model_path
+    from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+    from training.task_settings import training_config
+
+    started = time.monotonic()
+    config = training_config(task)
+    queries = list(task.prompts.filter(split="eval").values_list("text", flat=True))
+    versions = PolicyVersion.objects.filter(task=task).order_by("-number")
+    final = versions.filter(number=version).first() if version is not None else versions.first()
+    assert final is not None
+    before = copied_of_version(
+        policy_model_path(task, None), queries, config.sampling, args.per_article, args.seed
+    )
+    after = copied_of_version(
+        policy_model_path(task, final), queries, config.sampling, args.per_article, args.seed
+    )
+    last_run = TrainingRun.objects.filter(policy_version=final, kind="policy").first()
+    rm = final.reward_model_version
+    return {
+        "preference": args.preference,
+        "seed": args.seed,
+        "labels_in_task": task.labels.count(),
+        "episodes": final.episodes,
+        "policy_version": final.number,
+        "trained_against_reward_model": rm.number if rm else None,
+        "labels_of_that_reward_model": rm.label_count if rm else None,
+        "query_length": args.query_length,
+        "response_length": args.response_length,
+        "eval_articles": len(queries),
+        "before": before,
+        "after": after,
+        "change": round(after["copied"] - before["copied"], 4),
+        "change_se": round(math.hypot(after["copied_se"], before["copied_se"]), 4),
+        "kl": last_run.metrics[-1].get("kl") if last_run and last_run.metrics else None,
+        "reward_models": [
+            {
+                "version": each.number,
+                "labels": each.label_count,
+                "prospective_accuracy": each.metrics.get("prospective_accuracy"),
+                "prospective_labels": each.metrics.get("prospective_labels"),
+            }
+            for each in RewardModelVersion.objects.filter(task=task).order_by("number")
+        ],
+        "ended_fraction_per_version": {
+            v.number: v.ended_fraction
+            for v in PolicyVersion.objects.filter(task=task).order_by("number")
+        },
+        "evaluation_seconds": round(time.monotonic() - started),
+    }
+
+
+def evaluate_only(args: argparse.Namespace) -> None:
+    """Report on a run whose loop was stopped (its worker and artifacts left as they were)."""
+    import django
+
+    os.environ.update(
+        DATABASE_URL=args.database_url or DB.format(args.preference),
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+    )
+    django.setup()
+    from labeling.models import Task
+
+    task = Task.objects.filter(name__startswith=f"summarize {args.preference} ").last()
+    print(json.dumps(report(task, args, args.version), indent=2))
 
 
 def both(args: argparse.Namespace, passthrough: list[str]) -> None:
@@ -243,7 +269,16 @@ def main() -> None:
     parser.add_argument("--per-article", type=int, default=8, help="summaries per eval article")
     parser.add_argument("--minutes", type=float, default=80, help="give up after this")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="evaluate the newest task of this preference's database (its artifacts kept)",
+    )
+    parser.add_argument("--version", type=int, default=None, help="with --evaluate-only")
     args, _ = parser.parse_known_args()
+    if args.evaluate_only:
+        evaluate_only(args)
+        return
     if args.both:
         Path(args.out_dir).mkdir(parents=True, exist_ok=True)
         passthrough = [a for a in sys.argv[1:] if a != "--both"]
