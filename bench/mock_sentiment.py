@@ -76,11 +76,42 @@ OPENINGS = [
 ]
 
 
+def kl_to_base(model: Any, base_path: str, samples: list[Any], temperature: float) -> list[float]:
+    """Per sample: sum over its response tokens of log pi(y_t) - log rho(y_t), both at the
+    sampling temperature, as PPO's penalty counts it (an unbiased estimate of KL(pi || rho)
+    per response, since the responses were sampled from pi)."""
+    import torch
+
+    from training.ml.losses import logprobs_from_logits
+    from training.ml.models import PolicyWithValue, load_model, load_tokenizer
+    from training.ml.sampling import pad_left, pad_right
+
+    pad_id = int(load_tokenizer(base_path).pad_token_id or 0)
+    pair = PolicyWithValue(model, reference=load_model(base_path))
+    kls: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(samples), 8):
+            batch = samples[start : start + 8]
+            query_ids, query_mask = pad_left([s.query_token_ids for s in batch], pad_id)
+            response_ids, mask = pad_right(
+                [r for s in batch for r in s.response_token_ids], pad_id
+            )  # (B*K, R)
+            rows = []
+            for reference in (False, True):
+                logits, _ = pair.logits_and_values(
+                    query_ids, query_mask, response_ids, mask, temperature, False, reference
+                )
+                rows.append((logprobs_from_logits(logits, response_ids) * mask).sum(1))  # (B*K,)
+            kls.extend((rows[0] - rows[1]).tolist())
+    return kls
+
+
 def sentiment_of_version(
-    path: str, prompts: list[str], config: Any, n: int, seed: int
+    path: str, prompts: list[str], config: Any, n: int, seed: int, base_path: str | None = None
 ) -> dict[str, float]:
     """Mean VADER compound of ``n`` samples from the model at ``path`` on ``prompts`` (K per
-    prompt pass), its standard error, and the fraction of samples that ended."""
+    prompt pass), its standard error, the fraction of samples that ended and, given the base
+    model, the mean KL to it of those samples with its standard error."""
     import torch
 
     from labeling.textstats import sentiment
@@ -95,12 +126,16 @@ def sentiment_of_version(
     )
     scores = [sentiment(r) for s in samples for r in s.responses][:n]
     ended = [e for s in samples for e in s.ended][:n]
-    return {
+    result = {
         "mean": statistics.fmean(scores),
         "se": statistics.stdev(scores) / math.sqrt(len(scores)),
         "n": len(scores),
         "ended": sum(ended) / len(ended),
     }
+    if base_path is not None:
+        kls = kl_to_base(model, base_path, samples, config.temperature)[:n]
+        result.update(kl=statistics.fmean(kls), kl_se=statistics.stdev(kls) / math.sqrt(len(kls)))
+    return result
 
 
 class VaderScorer:
@@ -232,7 +267,7 @@ def main() -> None:
         n, seed = args.eval_samples, args.seed
         before = sentiment_of_version(base_path, eval_prompts, eval_sampling, n, seed)
         after = sentiment_of_version(
-            policy_model_path(task, final), eval_prompts, eval_sampling, n, seed
+            policy_model_path(task, final), eval_prompts, eval_sampling, n, seed, base_path
         )
         runs = TrainingRun.objects.filter(task=task, kind="policy", status="succeeded")
         last_run = runs.order_by("-pk").first()
@@ -249,7 +284,8 @@ def main() -> None:
             "sentiment_after": after,
             "gain": round(loop_gain, 4),
             "gain_se": round(loop_se, 4),
-            "kl_to_original": (
+            "kl_on_eval_samples": (round(after["kl"], 3), round(after["kl_se"], 3)),
+            "kl_at_last_batch": (
                 last_run.metrics[-1].get("kl") if last_run and last_run.metrics else None
             ),
             "reward_models": [
@@ -289,7 +325,7 @@ def main() -> None:
                 episodes=final.episodes,
             )
             ub_after = sentiment_of_version(
-                str(latest_model_dir(out)), eval_prompts, eval_sampling, n, seed
+                str(latest_model_dir(out)), eval_prompts, eval_sampling, n, seed, base_path
             )
             ub_gain, ub_se = gain(ub_after, before)
             result.update(
@@ -297,7 +333,11 @@ def main() -> None:
                 upper_bound_gain=round(ub_gain, 4),
                 upper_bound_gain_se=round(ub_se, 4),
                 upper_bound_gain_in_se=round(ub_gain / ub_se, 1),
-                upper_bound_kl=history[-1]["kl"] if history else None,
+                upper_bound_kl_on_eval_samples=(
+                    round(ub_after["kl"], 3),
+                    round(ub_after["kl_se"], 3),
+                ),
+                upper_bound_kl_at_last_batch=history[-1]["kl"] if history else None,
                 upper_bound_seconds=round(time.monotonic() - ub_started),
                 ratio_of_gains=round(loop_gain / ub_gain, 3) if abs(ub_gain) > 1e-6 else None,
             )
