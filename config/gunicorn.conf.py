@@ -7,9 +7,15 @@ be set from the environment; the command line overrides this file.
 - GUNICORN_WORKERS (default: the CPU count, at least 2), GUNICORN_THREADS (default 2): each
   thread keeps its own database connection (CONN_MAX_AGE), so PostgreSQL sees
   workers x threads connections per web container.
-- GUNICORN_BIND (0.0.0.0:8000), GUNICORN_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s),
+- GUNICORN_BIND (0.0.0.0:8000), GUNICORN_TIMEOUT (30 s), GUNICORN_KEEPALIVE (75 s),
   GUNICORN_BACKLOG (2048), GUNICORN_MAX_REQUESTS (0: never recycle; jitter 10%),
   GUNICORN_ACCESS_LOG ("-" for stdout, empty for none), GUNICORN_LOG_LEVEL (info).
+
+Keep-alive: a server that closes an idle connection races a client that reuses it at that
+moment (the request meets a reset, "Remote end closed connection without response"). The
+side that keeps connections open longer must be the server: 75 s is longer than the proxy's
+idle upstream timeout (60 s, docker/nginx/nginx.conf.template), so nginx closes first; an idle
+connection costs a gthread worker a socket in its poller, not a thread.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ worker_class = "gthread" if threads > 1 else "sync"
 backlog = _int("GUNICORN_BACKLOG", 2048)
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _int("GUNICORN_KEEPALIVE", 5)
+keepalive = _int("GUNICORN_KEEPALIVE", 75)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None

@@ -59,6 +59,7 @@ PREFERENCES: dict[str, Preference] = {
 }
 
 SIMULATED_PASSWORD = "simulated-labeler-pw-1"
+CONNECTION_RETRIES = 5
 
 
 @transaction.atomic
@@ -85,6 +86,8 @@ class Stats:
     skips: int = 0
     errors: int = 0
     throttled: int = 0
+    reconnects: int = 0
+    """Requests sent again after their connection failed (a reset keep-alive connection)."""
     latencies_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -98,6 +101,7 @@ class Stats:
             "labels": self.labels,
             "errors": self.errors,
             "throttled": self.throttled,
+            "reconnects": self.reconnects,
             "requests": len(lat),
             "p50_ms": pct(0.5),
             "p99_ms": pct(0.99),
@@ -132,7 +136,7 @@ class SimulatedLabeler:
     def _request(self, method: str, path: str, stats: Stats | None = None, **kw: Any) -> Any:
         for _ in range(20):
             started = time.perf_counter()
-            response = self.http.request(method, f"{self.base_url}{path}", timeout=30, **kw)
+            response = self._send(method, path, stats, **kw)
             if stats is not None:
                 with stats.lock:
                     stats.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -143,6 +147,24 @@ class SimulatedLabeler:
                     stats.throttled += 1
             time.sleep(float(response.headers.get("Retry-After") or 1))
         return response
+
+    def _send(self, method: str, path: str, stats: Stats | None, **kw: Any) -> Any:
+        """One request, sent again on a failed connection: a server (or proxy) may close an
+        idle keep-alive connection just as it is reused. Every call of the API is safe to
+        repeat: ``next`` returns the lease already held, an identical label is answered with
+        200, a token login returns the same token."""
+        for attempt in range(CONNECTION_RETRIES + 1):
+            try:
+                return self.http.request(method, f"{self.base_url}{path}", timeout=30, **kw)
+            except requests.ConnectionError:
+                if attempt == CONNECTION_RETRIES:
+                    raise
+                if stats is not None:
+                    with stats.lock:
+                        stats.reconnects += 1
+                # The first retry at once (a stale connection), then back off (a restart).
+                time.sleep(min(2.0, 0.1 * (2**attempt) - 0.1))
+        raise AssertionError("unreachable")
 
     def login(self) -> None:
         response = self._request(
