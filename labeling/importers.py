@@ -30,7 +30,7 @@ import csv
 import difflib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -232,46 +232,20 @@ def parse_prompts_csv(stream: IO[bytes]) -> Iterator[PromptRow]:
 
 
 def _csv_rows(stream: IO[bytes]) -> Iterator[PromptRow]:
-    lines = iter_lines(stream, keep_ends=True)
-    current = {"line": 0}
-
-    def text_lines() -> Iterator[str]:
-        for number, text in lines:
-            current["line"] = number
-            yield text
-
-    reader = csv.reader(text_lines(), strict=True)
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise ImportFileError("the file is empty") from None
-    except csv.Error as error:
-        raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
-    text_column = next((c for c in ("text", "prompt", "query") if c in header), None)
-    if text_column is None:
-        raise ImportFileError("the header has no 'text' column", 1)
-    _check_fields(header, PROMPT_FIELDS, 1, what="column")
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
-        line = current["line"]
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) != len(header):
-            raise ImportFileError(f"expected {len(header)} columns, got {len(values)}", line)
-        record: dict[str, Any] = dict(zip(header, values, strict=True))
-        token_ids = record.get("token_ids") or None
+    for line, record in _csv_records(stream, check_header=_check_prompt_header):
+        token_ids = record.get("token_ids")
         if token_ids is not None:
             try:
                 record["token_ids"] = json.loads(token_ids)
             except json.JSONDecodeError:
                 raise ImportFileError("'token_ids' must be a JSON list", line) from None
-        record["text"] = record.pop(text_column)
         yield _prompt_row(record, line)
+
+
+def _check_prompt_header(header: list[str]) -> None:
+    if not any(c in header for c in ("text", "prompt", "query")):
+        raise ImportFileError("the header has no 'text' column", 1)
+    _check_fields(header, PROMPT_FIELDS, 1, what="column")
 
 
 def parse_comparisons_jsonl(stream: IO[bytes], *, k: int) -> Iterator[ComparisonRow]:
@@ -431,9 +405,12 @@ def parse_sources_csv(stream: IO[bytes]) -> Iterator[SourceRow]:
     return _dedup_sources(_source_row(record, line) for line, record in _csv_records(stream))
 
 
-def _csv_records(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line, {column: value}) of a CSV file with a header row (lower-cased); blank rows are
-    skipped, a row with the wrong number of columns is an error."""
+def _csv_records(
+    stream: IO[bytes], check_header: Callable[[list[str]], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, {column: value}, empty cells left out) of a CSV file with a header row
+    (lower-cased, passed to ``check_header``); blank rows are skipped, a row with the wrong
+    number of columns is an error."""
     lines = iter_lines(stream, keep_ends=True)
     current = {"line": 0}
 
@@ -449,6 +426,8 @@ def _csv_records(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
         raise ImportFileError("the file is empty") from None
     except csv.Error as error:
         raise ImportFileError(f"bad CSV: {error}", current["line"]) from None
+    if check_header is not None:
+        check_header(header)
     while True:
         try:
             values = next(reader)

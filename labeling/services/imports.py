@@ -77,7 +77,7 @@ class _TokenCheck:
             self.check(ids, row.samples[i], f"sample_token_ids[{i}]", row.line)
 
 
-def _batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+def batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
     batch: list[T] = []
     for row in rows:
         batch.append(row)
@@ -112,7 +112,7 @@ def import_prompts(
     rows = parse_prompts_csv(stream) if file_format == "csv" else parse_prompts_jsonl(stream)
     token_check = _TokenCheck(task)
     total = 0
-    for batch in _batches(rows, BATCH_SIZE):
+    for batch in batches(rows, BATCH_SIZE):
         for row in batch:
             token_check.check(row.token_ids, row.text, "token_ids", row.line, prompt=True)
         _check_prompts_are_new(task, batch)
@@ -169,7 +169,7 @@ def import_comparisons(
     resolver = _PromptResolver(task)
     token_check = _TokenCheck(task)
     total = 0
-    for batch in _batches(parse_comparisons_jsonl(stream, k=task.k), BATCH_SIZE):
+    for batch in batches(parse_comparisons_jsonl(stream, k=task.k), BATCH_SIZE):
         for row in batch:
             token_check.comparison(row)
         prompts = resolver.resolve(batch)

@@ -10,7 +10,7 @@ The first bad line raises :class:`ImportFileError` naming it and nothing is impo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO
 
 from django.db import transaction
@@ -23,21 +23,8 @@ from labeling.importers import (
     parse_sources_jsonl,
 )
 from labeling.models import Prompt, Task
-from labeling.services.imports import ImportResult
+from labeling.services.imports import BATCH_SIZE, ImportResult, batches
 from labeling.summaries import QueryTooLong, fit_query
-
-BATCH_SIZE = 500
-
-
-def _batches(rows: Iterator[SourceRow]) -> Iterator[list[SourceRow]]:
-    batch: list[SourceRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH_SIZE:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @transaction.atomic
@@ -61,7 +48,7 @@ def import_sources(
     vocabulary: tokens.Vocabulary | None = None
     queries: dict[str, int] = {}  # query text -> line, within the file
     total = 0
-    for batch in _batches(rows):
+    for batch in batches(rows, BATCH_SIZE):
         if vocabulary is None:
             try:
                 vocabulary = tokens.vocabulary_for(task.base_model)
