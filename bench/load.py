@@ -1,25 +1,30 @@
-"""Load benchmark of the labeling API: next + submit by L simulated labelers against gunicorn.
+"""Load benchmark of the labeling API: L simulated labelers (next + submit), nginx, gunicorn.
 
-    DATABASE_URL=postgres://... .venv/bin/python bench/load.py --labelers 50 --fetches 10000
+    DATABASE_URL=postgres://... .venv/bin/python bench/load.py --labelers 1000 --think-ms 5000 \
+        --duration 120                                   # bench/README.md, "Load"
 
 Its own database (DATABASE_URL's name + "_bench", or "_bench_big" with --big-labels) is
-recreated on each run; gunicorn (config/gunicorn.conf.py, production settings) on loopback,
-Redis as cache and broker; L labelers as client processes x threads on the same cores (their
-CPU time is reported). Then the database is checked for double assignments and lost labels,
-and the queries of one next + submit pair are counted in-process (bench/README.md).
+recreated on each run; --instances gunicorn servers (config/gunicorn.conf.py, production
+settings) on loopback behind nginx (docker/nginx/nginx.conf.template, the Compose proxy's file,
+run from Debian's nginx by bench/nginx_local.py), or exposed directly with --direct; Redis as
+cache and broker. The labelers are coroutines of bench/loadgen.py (asyncio, one keep-alive
+connection each) in --client-procs processes, pinned with taskset to cores the server does not
+use where the machine has them (--client-cpus / --server-cpus). The report gives throughput
+over the measured window, per-call percentiles, connection errors, the CPU of server, proxy,
+database backends and client, then the database is checked for double assignments and lost
+labels, and the queries of one next + submit pair are counted in-process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import random
 import resource
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -27,351 +32,196 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import load_setup  # noqa: E402  (bench/ is the script's directory)
+import loadgen  # noqa: E402
+import nginx_local  # noqa: E402
 
 
-def bench_env(db_url: str, args: argparse.Namespace) -> dict[str, str]:
+def start_gunicorn(args: argparse.Namespace, env: dict[str, str], port: int) -> subprocess.Popen:
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "config.wsgi:application",
+        "--config",
+        str(ROOT / "config" / "gunicorn.conf.py"),
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+    ]
+    if args.server_cpus:
+        command = ["taskset", "-c", args.server_cpus, *command]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def wait_healthy(url: str, processes: list[subprocess.Popen]) -> None:
+    import requests
+
+    for _ in range(300):
+        if any(p.poll() is not None for p in processes):
+            raise RuntimeError("a server exited during start-up")
+        try:
+            if requests.get(f"{url}/healthz?live=1", timeout=10).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy")
+
+
+def proxy_checks(base: str) -> dict[str, Any]:
+    """The proxy answers its own health, serves a hashed static file itself with a year's
+    caching, and passes the application's health check through."""
+    import requests
+
+    manifest = json.loads(
+        (ROOT / "var" / "nginx" / "www" / "static" / "staticfiles.json").read_text()
+    )
+    hashed = manifest["paths"]["js/label.js"]
+    static = requests.get(
+        f"{base}/static/{hashed}", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
     return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "DJANGO_SECRET_KEY": "bench-" + "x" * 50,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-        "DJANGO_SECURE_SSL_REDIRECT": "False",
-        "DATABASE_URL": db_url,
-        "CACHE_URL": args.cache_url,
-        "CELERY_BROKER_URL": args.broker_url,
-        "THROTTLE_LABEL_SUBMIT": "1000000/min",
-        "THROTTLE_LEASE": "1000000/min",
-        "LOG_LEVEL": "WARNING",
-        "GUNICORN_ACCESS_LOG": "",
+        "proxy_health": requests.get(f"{base}/proxy-health", timeout=10).status_code,
+        "app_health": requests.get(f"{base}/healthz?live=1", timeout=10).status_code,
+        "static": static.status_code,
+        "static_cache_control": static.headers.get("Cache-Control"),
+        "static_gzip": static.headers.get("Content-Encoding") == "gzip",
     }
 
 
-def recreate_database(db_url: str) -> None:
-    import psycopg
-
-    parts = urllib.parse.urlparse(db_url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-# --- set-up (in-process Django) ---------------------------------------------------------------
-
-
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-
-
-def populate(*, labelers: int, comparisons: int, big_labels: int) -> dict[str, Any]:
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connection
-    from rest_framework.authtoken.models import Token
-
-    from labeling.models import Comparison, InstructionsVersion, Prompt, Task, TaskLabeler
-
-    call_command("migrate", verbosity=0)
-    user_model = get_user_model()
-    task = Task.objects.create(name="bench", status=Task.Status.ACTIVE, k=4, lease_seconds=600)
-    InstructionsVersion.objects.create(task=task, version=1, text="Pick the best.")
-    users = user_model.objects.bulk_create(
-        [user_model(username=f"bench{i}") for i in range(labelers)]
-    )
-    TaskLabeler.objects.bulk_create([TaskLabeler(task=task, labeler=u) for u in users])
-    tokens = [Token.objects.create(user=u).key for u in users]
-
-    def make(n: int, status: str, start: int) -> None:
-        for lo in range(0, n, 5000):
-            size = min(5000, n - lo)
-            prompts = Prompt.objects.bulk_create(
-                [Prompt(task=task, text=f"Prompt {start + lo + i} " * 8) for i in range(size)]
-            )
-            done = status == Comparison.Status.COMPLETE
-            Comparison.objects.bulk_create(
-                [
-                    Comparison(
-                        task=task,
-                        prompt=p,
-                        k=4,
-                        samples=[f"sample {j} of {p.pk}, a continuation" for j in range(4)],
-                        overlap=1,
-                        open_slots=0 if done else 1,
-                        label_count=1 if done else 0,
-                        status=status,
-                    )
-                    for p in prompts
-                ]
-            )
-
-    if big_labels:
-        # Labels of the past: big_labels labels on complete comparisons, by 4 other labelers.
-        past = big_labels // 4
-        make(past, Comparison.Status.COMPLETE, 0)
-        veterans = user_model.objects.bulk_create(
-            [user_model(username=f"veteran{i}") for i in range(4)]
-        )
-        t0 = time.time()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                INSERT INTO labeling_label (comparison_id, labeler_id, task_id, kind, choice, k,
-                    display_order, time_spent_ms, created_at)
-                SELECT c.id, u.id, c.task_id, 'choice', (c.id + u.id) %% 4, 4, '[0,1,2,3]', 1500,
-                    now()
-                FROM labeling_comparison c CROSS JOIN (SELECT unnest(%s::bigint[]) AS id) u
-                WHERE c.task_id = %s AND c.status = 'complete'
-                """,
-                [[v.pk for v in veterans], task.pk],
-            )
-            cursor.execute("ANALYZE")
-        print(f"inserted {big_labels} past labels in {time.time() - t0:.1f}s", file=sys.stderr)
-    make(comparisons, Comparison.Status.OPEN, big_labels)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    return {"task_id": task.pk, "tokens": tokens}
-
-
-def queries_per_pair(task_id: int, token: str) -> dict[str, Any]:
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
-    out: dict[str, Any] = {}
-    for round_ in range(2):  # the first pair warms caches (content types, ...)
-        with CaptureQueriesContext(connection) as nxt:
-            t0 = time.perf_counter()
-            lease = client.get(f"/api/v1/tasks/{task_id}/next/").json()
-            t_next = time.perf_counter() - t0
-        body = {"comparison_id": lease["comparison_id"], "kind": "choice", "choice": 0}
-        with CaptureQueriesContext(connection) as sub:
-            t0 = time.perf_counter()
-            response = client.post("/api/v1/labels/", body, content_type="application/json")
-            t_sub = time.perf_counter() - t0
-        assert response.status_code == 201, response.content
-        if round_:
-            out = {
-                "next_queries": len(nxt.captured_queries),
-                "submit_queries": len(sub.captured_queries),
-                "next_ms_inprocess": round(t_next * 1000, 1),
-                "submit_ms_inprocess": round(t_sub * 1000, 1),
-                "slowest_next_sql": max(nxt.captured_queries, key=lambda q: float(q["time"])),
-            }
-    return out
-
-
-# --- the client --------------------------------------------------------------------------------
-
-
-def labeler_loop(
-    base: str, task_id: int, token: str, quota: int, think_s: float, seed: int, out: list
-) -> None:
-    import requests
-
-    rng = random.Random(seed)
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    if think_s:
-        time.sleep(rng.uniform(0, think_s))  # labelers do not all arrive in the same millisecond
-    for i in range(quota):
-        # A labeler's first pair opens its connection (and a server thread's database
-        # connection): reported apart as warm-up, left out of the percentiles.
-        suffix = "-warmup" if i == 0 else ""
-        t0 = time.perf_counter()
-        r = session.get(f"{base}/api/v1/tasks/{task_id}/next/", timeout=30)
-        t1 = time.perf_counter()
-        out.append(("next" + suffix, r.status_code, t1 - t0, None))
-        if r.status_code != 200:
-            if r.status_code == 204:
-                return
-            continue
-        lease = r.json()
-        if think_s:
-            time.sleep(rng.expovariate(1 / think_s))
-        body = {
-            "comparison_id": lease["comparison_id"],
-            "kind": "choice",
-            "choice": rng.randrange(len(lease["samples"])),
-            "time_spent_ms": 1000,
-        }
-        t2 = time.perf_counter()
-        r = session.post(f"{base}/api/v1/labels/", json=body, timeout=30)
-        t3 = time.perf_counter()
-        label_id = r.json().get("id") if r.status_code in (200, 201) else None
-        out.append(("submit" + suffix, r.status_code, t3 - t2, (lease["comparison_id"], label_id)))
-
-
-def client_process(
-    base: str, task_id: int, tokens: list[str], quota: int, think_s: float, q: Any
-) -> None:
-    results: list = []
-    threads = [
-        threading.Thread(target=labeler_loop, args=(base, task_id, tok, quota, think_s, i, results))
-        for i, tok in enumerate(tokens)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    q.put((results, usage.ru_utime + usage.ru_stime))
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
+def default_cpus(args: argparse.Namespace) -> None:
+    """Client on the last core and the server on the others, when there are at least four;
+    on fewer, nothing is pinned (one core for the client would leave the server one)."""
+    n = os.cpu_count() or 1
+    if args.client_cpus is None and args.server_cpus is None and n >= 4:
+        args.client_cpus, args.server_cpus = str(n - 1), f"0-{n - 2}"
 
 
 def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]) -> dict:
-    base = f"http://127.0.0.1:{args.port}"
-    gunicorn = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "config.wsgi:application",
-            "--config",
-            str(ROOT / "config" / "gunicorn.conf.py"),
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    ports = [args.port + i for i in range(args.instances)]
+    servers = [start_gunicorn(args, env, port) for port in ports]
+    proxy = None
+    run_dir = Path(tempfile.mkdtemp(prefix="load-", dir=ROOT / "var"))
     try:
-        import requests
-
-        for _ in range(100):
-            try:
-                if requests.get(f"{base}/healthz?live=1", timeout=10).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        tokens = info["tokens"]
-        quota = -(-args.fetches // len(tokens))
-        groups = [tokens[i :: args.client_procs] for i in range(args.client_procs)]
-        queue: Any = mp.Queue()
-        procs = [
-            mp.Process(
-                target=client_process,
-                args=(base, info["task_id"], g, quota, args.think_ms / 1000, queue),
+        for port in ports:
+            wait_healthy(f"http://127.0.0.1:{port}", servers)
+        base = f"http://127.0.0.1:{ports[0]}"
+        report: dict[str, Any] = {}
+        if not args.direct:
+            config = nginx_local.local_config(
+                run_dir=run_dir / "nginx",
+                listen=f"127.0.0.1:{args.proxy_port}",
+                upstreams=[f"127.0.0.1:{p}" for p in ports],
+                static_root=ROOT / "var" / "nginx" / "www",
             )
-            for g in groups
-            if g
-        ]
-        server_cpu0 = cpu_of_tree(gunicorn.pid)
-        t0 = time.perf_counter()
+            proxy = nginx_local.start(config, cpus=args.server_cpus, port=args.proxy_port)
+            base = f"http://127.0.0.1:{args.proxy_port}"
+            report["proxy_checks"] = proxy_checks(base)
+
+        tokens = info["tokens"]
+        start_at = time.time() + 2.0  # every client process starts its labelers at once
+        ramp = args.ramp_s if args.ramp_s is not None else min(args.think_ms / 1000, 10.0)
+        deadline = start_at + ramp + args.duration
+        quota = -(-args.fetches // len(tokens)) if args.fetches else None
+        procs, outs = [], []
+        for i in range(args.client_procs):
+            spec = {
+                "base_url": base,
+                "task_id": info["task_id"],
+                "tokens": tokens[i :: args.client_procs],
+                "think_s": args.think_ms / 1000,
+                "start_at": start_at,
+                "ramp_s": ramp,
+                "deadline": deadline,
+                "pairs_per_labeler": quota,
+                "seed": i,
+            }
+            spec_path, out = run_dir / f"spec{i}.json", run_dir / f"out{i}.json"
+            spec_path.write_text(json.dumps(spec))
+            command = [sys.executable, str(Path(__file__).parent / "loadgen.py")]
+            command += ["--spec", str(spec_path), "--out", str(out)]
+            if args.client_cpus:
+                command = ["taskset", "-c", args.client_cpus, *command]
+            procs.append(subprocess.Popen(command, cwd=ROOT))
+            outs.append(out)
+
+        web_pids = [s.pid for s in servers]
+        db_name = urllib.parse.urlparse(env["DATABASE_URL"]).path.lstrip("/")
+        web0 = sum(load_setup.cpu_of_tree(pid) for pid in web_pids)
+        proxy0 = load_setup.cpu_of_tree(proxy.pid) if proxy else 0.0
+        db0 = load_setup.database_backend_cpu(db_name)
+        t0 = time.time()
         for p in procs:
-            p.start()
-        collected = [queue.get() for _ in procs]
-        elapsed = time.perf_counter() - t0
-        server_cpu = cpu_of_tree(gunicorn.pid) - server_cpu0
-        for p in procs:
-            p.join()
+            if p.wait() != 0:
+                raise RuntimeError("a load generator process failed")
+        elapsed = time.time() - t0
+        web_cpu = sum(load_setup.cpu_of_tree(pid) for pid in web_pids) - web0
+        proxy_cpu = (load_setup.cpu_of_tree(proxy.pid) if proxy else 0.0) - proxy0
+        db1 = load_setup.database_backend_cpu(db_name)
+        db_cpu = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
+        results = [json.loads(out.read_text()) for out in outs]
     finally:
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-    results = [r for rs, _ in collected for r in rs]
-    client_cpu = sum(c for _, c in collected)
-    nexts = [r for r in results if r[0] == "next"]
-    subs = [r for r in results if r[0] == "submit"]
-    all_subs = [r for r in results if r[0].startswith("submit")]
-    warmups = [r[2] for r in results if r[0].endswith("-warmup")]
-    statuses: dict[str, int] = {}
-    for kind, code, _, _ in results:
-        statuses[f"{kind} {code}"] = statuses.get(f"{kind} {code}", 0) + 1
-    return {
+        if proxy:
+            nginx_local.stop(proxy)
+        for s in servers:
+            s.terminate()
+        for s in servers:
+            s.wait(timeout=30)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    summary = loadgen.summarize(results, (start_at + ramp, deadline))
+    pairs = max(1, sum(n for k, n in summary["statuses"].items() if k.startswith("submit")))
+    report.update(summary)
+    report["offered_rps"] = (
+        round(args.labelers / (args.think_ms / 1000), 1) if args.think_ms else "closed loop"
+    )
+    report["cpu_s"] = {
         "elapsed_s": round(elapsed, 1),
-        "requests": len(results),
-        "throughput_rps": round(len(results) / elapsed, 1),
-        "fetches": len(nexts) + len(warmups) // 2,
-        "warmup_pairs": len(warmups) // 2,
-        "warmup_max_ms": round(1000 * max(warmups, default=0.0), 1),
-        "statuses": statuses,
-        "next_p50_ms": round(pct([r[2] for r in nexts], 50), 1),
-        "next_p99_ms": round(pct([r[2] for r in nexts], 99), 1),
-        "submit_p50_ms": round(pct([r[2] for r in subs], 50), 1),
-        "submit_p99_ms": round(pct([r[2] for r in subs], 99), 1),
-        "server_cpu_s": round(server_cpu, 1),
-        "server_cpu_ms_per_pair": round(1000 * server_cpu / max(1, len(all_subs)), 1),
-        "client_cpu_s": round(client_cpu, 1),
-        "accepted": [r[3] for r in all_subs if r[1] in (200, 201)],
+        "gunicorn": round(web_cpu, 1),
+        "nginx": round(proxy_cpu, 1),
+        "postgres_backends": round(db_cpu, 1),
+        "client": summary["client"]["cpu_s"],
+        "machine_cores": os.cpu_count(),
     }
-
-
-def cpu_of_tree(pid: int) -> float:
-    """User+system seconds of a process and its children (from /proc)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(c) for c in children.read_text().split()]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def check_integrity(task_id: int, accepted: list) -> dict[str, int]:
-    from django.db.models import Count, F
-
-    from labeling.models import Assignment, Comparison, Label
-
-    live = Assignment.objects.filter(task_id=task_id, state__in=["active", "submitted"])
-    over = (
-        live.values("comparison_id")
-        .annotate(n=Count("id"), overlap=F("comparison__overlap"))
-        .filter(n__gt=F("overlap"))
-    )
-    over_labels = (
-        Label.objects.filter(task_id=task_id)
-        .values("comparison_id")
-        .annotate(n=Count("id"), overlap=F("comparison__overlap"))
-        .filter(n__gt=F("overlap"), comparison__status=Comparison.Status.OPEN)
-    )
-    ids = {label_id for _, label_id in accepted}
-    stored = set(Label.objects.filter(id__in=ids).values_list("id", flat=True))
-    pairs = set(Label.objects.filter(id__in=ids).values_list("comparison_id", "id"))
-    return {
-        "double_assignments": over.count(),
-        "comparisons_over_labeled": over_labels.count(),
-        "accepted_labels": len(ids),
-        "lost_labels": len(ids - stored),
-        "mismatched_labels": len({(c, i) for c, i in accepted} - pairs),
+    report["cpu_ms_per_pair"] = {
+        "gunicorn": round(1000 * web_cpu / pairs, 1),
+        "nginx": round(1000 * proxy_cpu / pairs, 1),
+        "postgres_backends": round(1000 * db_cpu / pairs, 1),
     }
+    report["pinning"] = {"server": args.server_cpus, "client": args.client_cpus}
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2, help="per worker (gthread; 1: sync)")
     parser.add_argument("--labelers", type=int, default=50)
-    parser.add_argument("--fetches", type=int, default=10_000)
-    parser.add_argument("--think-ms", type=float, default=0.0, help="mean think time")
-    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--think-ms", type=float, default=0.0, help="mean think before each call")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
+    parser.add_argument("--ramp-s", type=float, default=None, help="arrivals (default: think)")
+    parser.add_argument("--fetches", type=int, default=0, help="stop after about N pairs")
+    parser.add_argument("--instances", type=int, default=1, help="gunicorn servers behind nginx")
+    parser.add_argument("--workers", type=int, default=2, help="per gunicorn instance")
+    parser.add_argument("--threads", type=int, default=4, help="per worker (gthread; 1: sync)")
+    parser.add_argument("--direct", action="store_true", help="no proxy: clients -> gunicorn")
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument("--client-cpus", default=None, help="taskset list, e.g. 3")
+    parser.add_argument("--server-cpus", default=None, help="taskset list, e.g. 0-2")
     parser.add_argument("--big-labels", type=int, default=0, help="e.g. 1000000")
-    parser.add_argument("--port", type=int, default=8931)
+    parser.add_argument("--port", type=int, default=8931, help="first gunicorn's port")
+    parser.add_argument("--proxy-port", type=int, default=8930)
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/3")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/4")
     parser.add_argument("--skip-load", action="store_true", help="only the query counts")
     args = parser.parse_args()
+    if args.direct and args.instances != 1:
+        parser.error("--direct runs one gunicorn instance")
+    default_cpus(args)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited: a socket per labeler
 
     base_url = os.environ.get(
         "DATABASE_URL", "postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop"
@@ -379,21 +229,33 @@ def main() -> None:
     parts = urllib.parse.urlparse(base_url)
     suffix = "_bench_big" if args.big_labels else "_bench"
     db_url = parts._replace(path=parts.path + suffix).geturl()
-    recreate_database(db_url)
-    env = bench_env(db_url, args)
-    setup_django(env)
+    load_setup.recreate_database(db_url)
+    env = load_setup.bench_env(
+        db_url,
+        cache_url=args.cache_url,
+        broker_url=args.broker_url,
+        num_proxies=0 if args.direct else 1,
+    )
+    load_setup.setup_django(env)
     import redis
 
     redis.Redis.from_url(args.cache_url).flushdb()
-    info = populate(
-        labelers=args.labelers, comparisons=args.fetches + 200, big_labels=args.big_labels
+    # Comparisons for every pair the run can ask for (at 2 calls per think time, or a guess of
+    # 1,000 pairs/s without thinking), so that nobody runs out.
+    rate = args.labelers / (2 * args.think_ms / 1000) if args.think_ms else 1000.0
+    wanted = args.fetches or int(rate * (args.duration + 30) * 1.2)
+    info = load_setup.populate(
+        labelers=args.labelers, comparisons=wanted + 200, big_labels=args.big_labels
     )
     report: dict[str, Any] = {"args": vars(args), "cpus": os.cpu_count()}
     report["loadavg_before"] = os.getloadavg()
-    report["queries"] = queries_per_pair(info["task_id"], info["tokens"][0])
+    report["queries"] = load_setup.queries_per_pair(info["task_id"], info["tokens"][0])
     if not args.skip_load:
+        if not args.direct:
+            load_setup.collect_static(ROOT / "var" / "nginx" / "www")
         load = run_load(args, env, info)
-        report["integrity"] = check_integrity(info["task_id"], load.pop("accepted"))
+        report["integrity"] = load_setup.check_integrity(info["task_id"], load.pop("accepted"))
+        report["integrity"]["lost_submits"] = load.pop("lost_submits")
         report["load"] = load
     report["loadavg_after"] = os.getloadavg()  # other work on the machine skews the figures
     print(json.dumps(report, indent=2, default=str))
