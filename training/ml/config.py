@@ -92,12 +92,16 @@ class RewardConfig:
     normalization_samples: int = 256
     """Samples of the original policy used to set gain and bias (mean 0, std 1)."""
     weight_decay: float = 0.0
+    mixed_precision: str = "off"
+    """"off" (float32), "bf16" (autocast over float32 master weights, any device) or "auto"
+    (bf16 on CUDA devices that support it: the paper presets); see precision.py."""
     seed: int = 0
 
     def validate(self) -> None:
         _check(self.learning_rate > 0, "learning_rate", "must be > 0")
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
         _check(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+        _check(self.mixed_precision in PRECISIONS, "mixed_precision", _PRECISION_HELP)
         _check(
             self.batch_size % self.micro_batch_size == 0,
             "batch_size",
@@ -157,6 +161,8 @@ class PPOConfig:
     """0 trains the whole policy (a frozen copy is the reference); > 0 trains LoRA and the
     reference is the same model with the adapter disabled."""
     lora_alpha: float = 16.0
+    mixed_precision: str = "off"
+    """As RewardConfig's: rollouts, scoring and the PPO epochs' forward passes."""
     seed: int = 0
 
     def horizon(self) -> int:
@@ -193,6 +199,7 @@ class PPOConfig:
         _check(self.kl_horizon is None or self.kl_horizon >= 1, "kl_horizon", "must be >= 1")
         _check(self.lora_rank >= 0, "lora_rank", "must be >= 0")
         _check(self.lora_alpha > 0, "lora_alpha", "must be > 0")
+        _check(self.mixed_precision in PRECISIONS, "mixed_precision", _PRECISION_HELP)
 
 
 @dataclass
@@ -284,8 +291,14 @@ def preset(name: str) -> TrainingConfig:
     if name == "paper":
         # Ziegler et al. 2019, stylistic continuation (GPT-2 774M on GPUs): PPO batches of 512
         # episodes taken as one minibatch (4 optimizer steps per batch over 4 epochs), in 16
-        # micro-batches of 32 to fit memory; horizon 10,000 as in the reference code.
-        return TrainingConfig(ppo=PPOConfig(gradient_accumulation_steps=16, kl_horizon=10_000))
+        # micro-batches of 32 to fit memory; horizon 10,000 as in the reference code. bf16
+        # autocast on GPUs (README: the memory plan).
+        return TrainingConfig(
+            reward=RewardConfig(mixed_precision="auto"),
+            ppo=PPOConfig(
+                gradient_accumulation_steps=16, kl_horizon=10_000, mixed_precision="auto"
+            ),
+        )
     if name == "cpu-small":
         # SmolLM2-135M on 2 cores. Reward model: the top 2 of 30 blocks, the final norm and the
         # head train over a frozen trunk (no autograd graph below them), warm-started with a
@@ -327,8 +340,12 @@ def preset(name: str) -> TrainingConfig:
             sampling=SamplingConfig(
                 query_length=512, response_length=75, truncate_token="\n", truncate_after=55
             ),
+            reward=RewardConfig(mixed_precision="auto"),
             ppo=PPOConfig(
-                gradient_accumulation_steps=16, adaptive_kl=False, init_kl_coef=SUMMARY_KL_COEF
+                gradient_accumulation_steps=16,
+                adaptive_kl=False,
+                init_kl_coef=SUMMARY_KL_COEF,
+                mixed_precision="auto",
             ),
         )
     if name == "cpu-summarization":
@@ -369,6 +386,8 @@ def preset(name: str) -> TrainingConfig:
     raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
 
 
+PRECISIONS = ("off", "bf16", "auto")
+_PRECISION_HELP = "must be one of off, bf16, auto"
 PRESETS = ("cpu-tiny", "cpu-small", "paper", "cpu-summarization", "paper-summarization")
 CPU_SMALL_KL_TARGET = 3.5
 """cpu-small's adaptive KL target (nats), so that a run ends at a KL of 6 or less."""

@@ -271,7 +271,9 @@ class ScalarHead(nn.Module):
             nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:  # (..., H) -> (...)
-        return self.linear(hidden.float()).squeeze(-1)
+        # float32 under bf16 autocast too: values and rewards keep their precision.
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.linear(hidden.float()).squeeze(-1)
 
 
 def hidden_size(model: nn.Module) -> int:
@@ -319,6 +321,19 @@ class PolicyWithValue(nn.Module):
         values = self.value_head(hidden) if with_values else None
         return logits, values
 
+    def forward(
+        self,
+        query_ids: Tensor,
+        query_mask: Tensor,
+        response_ids: Tensor,
+        response_mask: Tensor,
+        temperature: float,
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`logits_and_values` of the policy: the call DistributedDataParallel wraps."""
+        return self.logits_and_values(
+            query_ids, query_mask, response_ids, response_mask, temperature
+        )
+
 
 class RewardModel(nn.Module):
     """LM trunk plus a scalar head read at the last response token; ``gain * raw + bias`` is
@@ -349,6 +364,12 @@ class RewardModel(nn.Module):
         last = response_mask.long().sum(-1)  # (B*K,)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         return self.head(hidden[rows, last])
+
+    def forward(
+        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
+    ) -> Tensor:
+        """:meth:`raw_rewards`: the call DistributedDataParallel wraps."""
+        return self.raw_rewards(query_ids, query_mask, response_ids, response_mask)
 
     @property
     def device(self) -> torch.device:

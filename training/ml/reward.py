@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
-from . import distributed
+from . import distributed, precision
 from .config import RewardConfig, SamplingConfig
 from .labels import Example, LabelRecord, batches_by_k, collate, encode_label
 from .losses import kway_accuracy, kway_reward_loss, normalization_gain_bias
@@ -34,6 +34,7 @@ from .models import (
     RewardModel,
     add_lora,
     atomic_directory,
+    causal_lm,
     freeze_lower_layers,
     load_model,
     load_tokenizer,
@@ -55,10 +56,13 @@ class RewardTrainResult:
     """The trained reward model, in memory (LoRA merged, gain/bias set)."""
 
 
-def _kway_rewards(model: RewardModel, batch: tuple[Tensor, ...]) -> Tensor:
+def _kway_rewards(
+    model: RewardModel, batch: tuple[Tensor, ...], wrapped: nn.Module | None = None
+) -> Tensor:
+    """Rewards (B, K) of a collated batch, through ``wrapped`` (the model in DDP) if given."""
     device = model.device
     query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in batch[:4])
-    raw = model.raw_rewards(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
+    raw = (wrapped or model)(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
     return raw.view(query_ids.shape[0], -1)  # (B, K)
 
 
@@ -76,7 +80,12 @@ def _build_reward_model(
         model.lm = add_lora(model.lm, config.lora_rank, config.lora_alpha)
         for parameter in model.head.parameters():
             parameter.requires_grad_(True)
-    distributed.broadcast_module(model)
+    lm = causal_lm(model.lm)
+    output, embeddings = lm.get_output_embeddings(), lm.get_input_embeddings()
+    if output is not None and output.weight is not embeddings.weight:
+        # The head reads hidden states: an untied LM head would get no gradient (DDP wants
+        # a gradient for every trainable parameter).
+        output.requires_grad_(False)
     return model
 
 
@@ -150,6 +159,10 @@ def train_reward_model(
     if not train:
         raise ValueError("no usable labels to train on")
     model = _build_reward_model(base, init_from, config)
+    bf16 = precision.bf16_enabled(config.mixed_precision, model.device)
+    precision.enable_tf32()
+    wrapped = distributed.data_parallel(model)
+    world = distributed.world_size()
     parameters = [p for p in model.parameters() if p.requires_grad]
     epochs = [batches_by_k(train, config.batch_size, config.seed + e) for e in range(config.epochs)]
     total_steps = sum(len(batches) for batches in epochs)
@@ -157,38 +170,44 @@ def train_reward_model(
         parameters, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
-    train_loss = train_accuracy = 0.0
-    tokens, step = 0, 0
+    seen = torch.zeros(3, dtype=torch.float64, device=model.device)  # loss, accuracy, tokens
+    step, loop_started = 0, time.perf_counter()
     for batches in epochs:
         for batch_examples in batches:
-            # Every rank joins the gradient sum, even with an empty shard (a short last batch).
             mine = distributed.shard(batch_examples)
-            for start in range(0, len(mine), config.micro_batch_size):
-                micro = mine[start : start + config.micro_batch_size]
-                batch = collate(micro, pad_id)
-                rewards = _kway_rewards(model, batch)  # (b, K)
-                best = batch[-1].to(rewards.device)
-                loss = kway_reward_loss(rewards, best)
-                (loss * len(micro) / len(batch_examples)).backward()
-                train_loss += loss.item() * len(micro)
-                train_accuracy += kway_accuracy(rewards, best).item() * len(micro)
-                tokens += int(batch[1].sum() + batch[3].sum())
-            distributed.all_reduce_gradients(parameters)
+            size = config.micro_batch_size
+            micros = [mine[start : start + size] for start in range(0, len(mine), size)]
+            # A rank whose shard of a short last batch is empty still joins DDP's gradient
+            # average, with a pass that weighs nothing.
+            for index, micro in enumerate(micros or [batch_examples[:1]]):
+                with distributed.gradient_sync(wrapped, sync=index == max(0, len(micros) - 1)):
+                    batch = collate(micro, pad_id)
+                    with precision.autocast(model.device, bf16):
+                        rewards = _kway_rewards(model, batch, wrapped).float()  # (b, K)
+                    best = batch[-1].to(rewards.device)
+                    loss = kway_reward_loss(rewards, best)
+                    weight = len(micro) if micros else 0  # DDP averages over ranks: x world
+                    (loss * weight * world / len(batch_examples)).backward()
+                if micros:
+                    accuracy = kway_accuracy(rewards.detach(), best)
+                    seen[:2] += torch.stack([loss.detach(), accuracy]).to(seen) * len(micro)
+                    seen[2] += float(batch[1].sum() + batch[3].sum())  # CPU tensors: no sync
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if progress is not None:
                 progress(step, total_steps)
-    seen = torch.tensor(
-        [train_loss, train_accuracy, float(tokens)], dtype=torch.float64, device=model.device
-    )
     distributed.all_reduce_sum(seen)
+    loss_sum, accuracy_sum, tokens = seen.tolist()  # waits for the GPU
+    loop_seconds = time.perf_counter() - loop_started
     train_seconds = time.perf_counter() - started
+    del wrapped
     model.lm = merged_copy(model.lm)
-    gain, bias = _normalize(
-        model, tokenizer, examples, sampling, config, base, normalization_queries
-    )
+    with precision.autocast(model.device, bf16):  # as PPO scores with it
+        gain, bias = _normalize(
+            model, tokenizer, examples, sampling, config, base, normalization_queries
+        )
     model.gain.fill_(gain)
     model.bias.fill_(bias)
     trained = len(train) * config.epochs
@@ -197,12 +216,16 @@ def train_reward_model(
         "labels_skipped": float(len(records) - len(usable)),
         "labels_train": float(len(train)),
         "labels_holdout": float(len(holdout)),
-        "train_loss": float(seen[0]) / trained,
-        "train_accuracy": float(seen[1]) / trained,
+        "train_loss": loss_sum / trained,
+        "train_accuracy": accuracy_sum / trained,
         "train_seconds": train_seconds,
         "labels_per_second": trained / train_seconds,
-        "tokens_per_second": float(seen[2]) / train_seconds,
+        "tokens_per_second": tokens / train_seconds,
+        "tokens": tokens,
+        "loop_seconds": loop_seconds,
         "seconds": time.perf_counter() - started,
+        "processes": float(world),
+        "bf16": float(bf16),
     }
     metrics.update({f"holdout_{k}": v for k, v in evaluate(model, holdout, pad_id).items()})
     out = Path(out_dir)

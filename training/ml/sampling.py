@@ -90,9 +90,12 @@ def truncate_responses(
     return mask, ended
 
 
-def pad_left(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """(ids (N, T), mask (N, T)) with sequences aligned right."""
-    width = max(1, max(len(s) for s in sequences))
+def pad_left(
+    sequences: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """(ids (N, T), mask (N, T)) with sequences aligned right; T is the longest sequence's
+    length, or ``width`` (at least as long) so that every rank pads a batch alike."""
+    width = width or max(1, max(len(s) for s in sequences))
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
@@ -124,11 +127,14 @@ def sample_tokens(
     temperature: float,
     generator: torch.Generator | None = None,
     stop_early: Callable[[Tensor], bool] | None = None,
+    draw: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Sample K continuations per query from one prompt pass.
 
     query_ids, query_mask: (B, Tq) left-padded. Returns response ids (B*K, R); rows
     b*K..b*K+K-1 continue query b. ``stop_early(tokens so far)`` may end the loop.
+    ``draw(probs (B*K, V)) -> tokens (B*K, 1)`` replaces sampling from ``generator``
+    (:func:`shared_noise_draw`).
     """
     lm = causal_lm(model)
     device = model_device(lm)
@@ -150,7 +156,9 @@ def sample_tokens(
     tokens: list[Tensor] = []
     for step in range(response_length):
         probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B*K, V)
-        if generator is not None and generator.device != probs.device:
+        if draw is not None:
+            token = draw(probs)
+        elif generator is not None and generator.device != probs.device:
             token = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
         else:
             token = torch.multinomial(probs, 1, generator=generator)  # (B*K, 1)
@@ -172,6 +180,24 @@ def sample_tokens(
         pad = sampled[:, -1:].expand(-1, response_length - sampled.shape[1])
         sampled = torch.cat([sampled, pad], dim=1)
     return sampled
+
+
+def shared_noise_draw(
+    generator: torch.Generator, rows: Tensor, total_rows: int
+) -> Callable[[Tensor], Tensor]:
+    """Token draws whose randomness belongs to a row of the whole batch, not to a process:
+    each step draws exponential noise for all ``total_rows`` rows from ``generator`` (seeded
+    alike on every rank) and this process uses its ``rows``; argmax(p / noise) is a sample of
+    p (the exponential race, a form of the Gumbel-max trick). So N data-parallel ranks sample
+    what one process sampling the whole batch would."""
+
+    def draw(probs: Tensor) -> Tensor:  # (n, V) -> (n, 1)
+        shape = (total_rows, probs.shape[-1])
+        noise = torch.empty(shape, device=generator.device).exponential_(generator=generator)
+        mine = noise[rows.to(noise.device)].to(probs.device).clamp_min_(1e-20)  # (n, V)
+        return (probs / mine).argmax(dim=-1, keepdim=True)
+
+    return draw
 
 
 def encode_queries(
