@@ -31,11 +31,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# Debian packages the tests need: Chromium (browser tests) and the PostgreSQL and Redis servers
-# (`make test` starts throwaway instances of them). Installed when root, else only reported.
+# Debian packages the tests need: Chromium (browser tests), the PostgreSQL and Redis servers
+# (`make test` starts throwaway instances of them), nginx (the proxy's configuration, run as the
+# load benchmark runs it) and docker-compose (`docker-compose config`). Installed when root,
+# else only reported.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null \
 	  || missing="$$missing postgresql"; \
