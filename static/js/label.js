@@ -1,7 +1,10 @@
 /* Labeling page: fetch the next comparison, choose with keys 1..K / s / n, submit through
  * the labeling API. Submissions go through a queue kept in localStorage: a network error,
  * a 5xx or a 429 is retried with backoff (shown as "retrying"), never dropped; a 4xx with a
- * message is shown to the labeler. No framework, no build step. */
+ * message is shown to the labeler. A connection that fails before any answer (a keep-alive
+ * connection closed as it was reused) is tried again at once, once, unseen: both calls are
+ * safe to repeat (next returns the lease already held; an identical label is answered with
+ * 200). No framework, no build step. */
 (function () {
   "use strict";
 
@@ -35,6 +38,16 @@
   var busy = false; // a submission or a fetch is in flight for the current item
   var backoff = 1000;
   var retryTimer = null;
+  var retriedAtOnce = false; // since the last answer from the server
+
+  // fetch() rejects with a TypeError when the connection fails; the first such failure since
+  // the last answer is retried at once (a stale connection), later ones back off.
+  function retryAtOnce(error, fn) {
+    if (retriedAtOnce || !(error instanceof TypeError)) return false;
+    retriedAtOnce = true;
+    fn();
+    return true;
+  }
 
   // ---- CSRF -------------------------------------------------------------------------
   function csrfToken() {
@@ -172,6 +185,7 @@
     setBusy(true);
     fetch(NEXT_URL, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
+        retriedAtOnce = false;
         if (response.status === 204) {
           setBusy(false);
           renderDone();
@@ -191,7 +205,8 @@
           showAlert(message);
         });
       })
-      .catch(function () {
+      .catch(function (error) {
+        if (retryAtOnce(error, fetchNext)) return;
         showAlert("Cannot reach the server; trying again…");
         scheduleRetry(fetchNext);
       });
@@ -224,6 +239,7 @@
       body: JSON.stringify(entry),
     })
       .then(function (response) {
+        retriedAtOnce = false;
         if (response.ok) {
           dequeue();
           backoff = 1000;
@@ -246,7 +262,8 @@
           flush();
         });
       })
-      .catch(function () {
+      .catch(function (error) {
+        if (retryAtOnce(error, flush)) return;
         var wait = scheduleRetry(flush);
         setStatus("offline: retrying in " + Math.round(wait / 1000) + " s…", "retrying");
       });
