@@ -5,7 +5,8 @@ This module imports neither torch nor Django: the web process (Django admin) cal
 
 Layout of the JSON object (every key optional, missing keys take the defaults)::
 
-    {"sampling": {...SamplingConfig...}, "reward": {...RewardConfig...}, "ppo": {...PPOConfig...}}
+    {"sampling": {...SamplingConfig...}, "reward": {...RewardConfig...}, "ppo": {...PPOConfig...},
+     "selection": {...SelectionConfig...}}
 
 Unknown keys and bad values raise ``ValueError`` with the dotted path of the offending field.
 Presets (:func:`preset`): ``cpu-tiny`` (tests, demo on tiny models), ``cpu-small`` (the
@@ -21,6 +22,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Self
+
+from .selection import SelectionConfig
 
 
 @dataclass
@@ -209,9 +212,11 @@ class TrainingConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    """Which comparisons labelers see (a task's strategy and uniform share fields win)."""
 
     def validate(self) -> None:
-        for name in ("sampling", "reward", "ppo"):
+        for name in ("sampling", "reward", "ppo", "selection"):
             try:
                 getattr(self, name).validate()
             except ValueError as error:

@@ -1,0 +1,123 @@
+"""Which comparisons labelers see: ``uniform`` (the prompts in turn, the first K responses that
+ended: the paper's online distribution) or ``uncertainty`` (more candidates than K per prompt
+and more prompts than needed are sampled, scored by the current reward model, and the prompts
+and K-sets whose K-way choice distribution has the highest entropy are shown), with a share of
+uniformly chosen comparisons kept apart for unbiased evaluation.
+
+Pure Python (no torch, no Django): the admin validates :class:`SelectionConfig` in the web
+process; the sampler and ``bench/label_efficiency.py`` rank with the same functions.
+
+The choice distribution is the reward model's own: softmax over the K **raw** rewards, which
+is what the K-way loss trains (the gain/bias normalization rescales rewards and would change
+the entropy without changing what the model believes).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+UNIFORM = "uniform"
+UNCERTAINTY = "uncertainty"
+STRATEGIES = (UNIFORM, UNCERTAINTY)
+
+
+@dataclass
+class SelectionConfig:
+    """How the sampler chooses the comparisons it adds to a task's buffer."""
+
+    strategy: str = UNIFORM
+    """``uniform`` or ``uncertainty`` (a task's own field takes precedence)."""
+    uniform_share: float = 0.25
+    """With ``uncertainty``: at least this fraction of a policy version's comparisons is chosen
+    uniformly (stored as ``uniform``): the unbiased sample that measures the reward model
+    and follows the paper's online distribution. 1.0 is the uniform strategy."""
+    pool_factor: int = 2
+    """With ``uncertainty``: candidate prompts sampled and scored per comparison chosen by
+    uncertainty (the others are not shown)."""
+    responses_per_prompt: int = 0
+    """With ``uncertainty``: ended responses sampled per candidate prompt, among which the K
+    shown are chosen (0: 1.5 * K, rounded up). Sampling costs about pool_factor *
+    responses_per_prompt / K times as much per comparison chosen by uncertainty."""
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy: must be one of {', '.join(STRATEGIES)}")
+        if not 0 <= self.uniform_share <= 1:
+            raise ValueError("uniform_share: must be in [0, 1]")
+        if self.pool_factor < 1:
+            raise ValueError("pool_factor: must be >= 1")
+        if self.responses_per_prompt < 0:
+            raise ValueError("responses_per_prompt: must be >= 0 (0: 1.5 * K)")
+
+    def responses_for(self, k: int) -> int:
+        """Ended responses per candidate prompt for K (at least K)."""
+        return max(k, self.responses_per_prompt or math.ceil(1.5 * k))
+
+
+def choice_entropy(rewards: Sequence[float]) -> float:
+    """Entropy (nats) of the K-way choice distribution softmax(rewards); log K when all tie."""
+    if not rewards:
+        raise ValueError("no rewards")
+    top = max(rewards)
+    weights = [math.exp(r - top) for r in rewards]
+    total = sum(weights)
+    return -sum(w / total * math.log(w / total) for w in weights if w > 0)
+
+
+def best_k_subset(rewards: Sequence[float], k: int) -> tuple[tuple[int, ...], float]:
+    """The K of a prompt's candidate responses whose choice distribution has the highest
+    entropy, as indices in sampling order, and that entropy. The best set is a run of K
+    consecutive rewards in sorted order (the tests check it against every subset), so this
+    looks at the C - K + 1 runs only. Ties go to the earliest-sampled run."""
+    if not 1 <= k <= len(rewards):
+        raise ValueError(f"need at least K={k} rewards, got {len(rewards)}")
+    order = sorted(range(len(rewards)), key=lambda i: (rewards[i], i))
+    best: tuple[tuple[int, ...], float] | None = None
+    for start in range(len(order) - k + 1):
+        chosen = tuple(sorted(order[start : start + k]))
+        entropy = choice_entropy([rewards[i] for i in chosen])
+        if best is None or entropy > best[1] + 1e-12:
+            best = (chosen, entropy)
+    assert best is not None
+    return best
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A candidate prompt chosen by uncertainty: its index, the K responses to show (indices
+    into its candidates, in sampling order) and their choice entropy."""
+
+    candidate: int
+    responses: tuple[int, ...]
+    entropy: float
+
+
+def rank_by_uncertainty(rewards: Sequence[Sequence[float]], k: int, n: int) -> list[Ranked]:
+    """The ``n`` candidates (``rewards[i]``: raw rewards of candidate i's responses) whose best
+    K-set has the highest choice entropy, most uncertain first; ties keep candidate order."""
+    scored = [
+        Ranked(i, *best_k_subset(values, k)) for i, values in enumerate(rewards) if len(values) >= k
+    ]
+    scored.sort(key=lambda r: (-r.entropy, r.candidate))
+    return scored[: max(0, n)]
+
+
+def uniform_quota(*, wanted: int, share: float, uniform_so_far: int, total_so_far: int) -> int:
+    """How many of ``wanted`` new comparisons to choose uniformly so that, counted with the
+    ``total_so_far`` comparisons (``uniform_so_far`` of them uniform), at least ``share`` of
+    them are uniform: the share holds over a version's comparisons however small each top-up
+    is (rounding each top-up on its own would never choose one uniformly in top-ups of one)."""
+    if wanted <= 0:
+        return 0
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    needed = math.ceil(share * (total_so_far + wanted) - 1e-9) - uniform_so_far
+    return min(wanted, max(0, needed))
+
+
+def uniform_picks(count: int, candidates: int, rng: random.Random) -> list[int]:
+    """``count`` distinct candidate indices drawn uniformly (all of them when fewer)."""
+    return sorted(rng.sample(range(candidates), min(count, candidates)))
