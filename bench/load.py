@@ -64,7 +64,7 @@ def wait_healthy(url: str, processes: list[subprocess.Popen]) -> None:
         if any(p.poll() is not None for p in processes):
             raise RuntimeError("a server exited during start-up")
         try:
-            if requests.get(f"{url}/healthz?live=1", timeout=10).status_code == 200:
+            if requests.get(f"{url}/healthz?live=1", timeout=60).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -82,11 +82,11 @@ def proxy_checks(base: str) -> dict[str, Any]:
     )
     hashed = manifest["paths"]["js/label.js"]
     static = requests.get(
-        f"{base}/static/{hashed}", headers={"Accept-Encoding": "gzip"}, timeout=10
+        f"{base}/static/{hashed}", headers={"Accept-Encoding": "gzip"}, timeout=60
     )
     return {
-        "proxy_health": requests.get(f"{base}/proxy-health", timeout=10).status_code,
-        "app_health": requests.get(f"{base}/healthz?live=1", timeout=10).status_code,
+        "proxy_health": requests.get(f"{base}/proxy-health", timeout=60).status_code,
+        "app_health": requests.get(f"{base}/healthz?live=1", timeout=60).status_code,
         "static": static.status_code,
         "static_cache_control": static.headers.get("Cache-Control"),
         "static_gzip": static.headers.get("Content-Encoding") == "gzip",
@@ -170,7 +170,11 @@ def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]
         for s in servers:
             s.terminate()
         for s in servers:
-            s.wait(timeout=30)
+            try:
+                s.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                s.kill()
+                s.wait()
         shutil.rmtree(run_dir, ignore_errors=True)
 
     summary = loadgen.summarize(results, (start_at + ramp, deadline))
@@ -205,7 +209,7 @@ def main() -> None:
     parser.add_argument("--fetches", type=int, default=0, help="stop after about N pairs")
     parser.add_argument("--instances", type=int, default=1, help="gunicorn servers behind nginx")
     parser.add_argument("--workers", type=int, default=2, help="per gunicorn instance")
-    parser.add_argument("--threads", type=int, default=4, help="per worker (gthread; 1: sync)")
+    parser.add_argument("--threads", type=int, default=2, help="per worker (gthread; 1: sync)")
     parser.add_argument("--direct", action="store_true", help="no proxy: clients -> gunicorn")
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--client-cpus", default=None, help="taskset list, e.g. 3")
