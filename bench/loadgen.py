@@ -7,9 +7,10 @@ IDLE_REUSE_S, shorter than the proxy's and gunicorn's keep-alive), a think time 
 call (exponential, mean ``think_s``), then ``GET /api/v1/tasks/{id}/next/`` and, after thinking
 again, ``POST /api/v1/labels/``. A call whose connection fails (a reset keep-alive connection, a
 restarting server) is sent again: ``next`` returns the lease already held and an identical
-label is answered with 200, so nothing is lost or doubled. One event loop drives thousands of
-labelers on one core; its own CPU time and how late its timers fire (loop lag: when large, the
-client, not the server, adds latency) are reported with the records.
+label is answered with 200, so nothing is lost or doubled (aiohttp itself resends a GET once
+when a reused connection closes; those are not in ``calls_sent_again``). One event loop
+drives thousands of labelers on one core; its own CPU time and how late its timers fire (loop
+lag: when large, the client, not the server, adds latency) are reported with the records.
 """
 
 from __future__ import annotations
