@@ -26,6 +26,11 @@ def task_dir(task_id: int) -> Path:
     return Path(settings.ARTIFACTS_DIR) / f"task-{task_id}"
 
 
+def run_work_dir(task_id: int, run_id: int) -> Path:
+    """Where a run's body under torchrun keeps its spec, progress, result and log."""
+    return task_dir(task_id) / "runs" / f"run-{run_id}"
+
+
 def hardlink_copy(source: Path, final: Path) -> None:
     """Copy a directory tree by hard links (no extra disk), atomically into ``final``."""
     tmp, commit = atomic_directory(final)

@@ -10,9 +10,10 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 
 from labeling.models import Task
-from training import artifacts, scoring, selectors, services
+from training import artifacts, launcher, scoring, selectors, services
 from training.ml import checkpoint as ml_checkpoint
 from training.ml.ended import (
     CANDIDATES_PER_K,
@@ -20,8 +21,6 @@ from training.ml.ended import (
     sample_ended_comparisons,
 )
 from training.ml.labels import bounded_replay
-from training.ml.ppo import train_policy
-from training.ml.reward import evaluate_reward_model, train_reward_model
 from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.task_settings import training_config
@@ -132,8 +131,9 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
 def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     """Train the next reward model on the labels so far. Warm-started (``reward.warm_start``):
     the labels new since the previous model plus a bounded replay of older ones; else all of
-    them. Before training, the previous model is scored on the new labels, which it never saw:
-    its prospective accuracy, stored with that version."""
+    them. First the previous model is scored on the new labels, which it never saw: its
+    prospective accuracy, stored with that version. The body runs in this process or under
+    torchrun (training.launcher)."""
     task = run.task
     config = training_config(task)
     cutoff = _max_label_id(task.pk)
@@ -143,19 +143,6 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     seen_up_to = selectors.reward_model_label_cutoff(version=previous) if previous else 0
     fresh = list(selectors.paper_records(labels=labels.filter(pk__gt=seen_up_to)))
     started = time.perf_counter()
-    prospective_note = ""
-    if previous is not None and fresh:
-        prospective = evaluate_reward_model(previous.artifact_path, fresh, config.sampling)
-        services.record_prospective_accuracy(
-            version_id=previous.pk,
-            labels=int(prospective["labels"]),
-            accuracy=prospective.get("accuracy"),
-            loss=prospective.get("loss"),
-        )
-        prospective_note = (
-            f"; v{previous.number} scored {_fmt(prospective.get('accuracy'))} on the "
-            f"{prospective['labels']} labels after it"
-        )
     if init_from is not None:
         old = labels.filter(pk__lte=seen_up_to).order_by("pk")
         old_ids = list(old.values_list("pk", flat=True))
@@ -172,38 +159,54 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
         task.pk, run.pk, len(records), len(fresh),
         "warm start" if init_from else "from the base model",
     )  # fmt: skip
+    spec = {
+        "kind": "reward",
+        "config": config.to_dict(),
+        "base": task.base_model,
+        "out_dir": str(out_dir),
+        "labels": records,
+        "normalization_queries": queries or None,
+        "init_from": init_from,
+        "evaluate": {"directory": previous.artifact_path, "labels": fresh} if previous else None,
+    }
     with heartbeating(run.pk) as check:
         report = progress_reporter(run.pk)
 
-        def progress(done: int, total: int) -> None:
-            check()
-            report(done / total if total else 0.0)
+        def progress(event: dict[str, Any]) -> None:
+            total = event["total"]
+            report(event["done"] / total if total else 0.0)
 
-        result = train_reward_model(
-            records,
-            task.base_model,
-            out_dir,
-            config=config.reward,
-            sampling=config.sampling,
-            normalization_queries=queries or None,
-            init_from=init_from,
-            progress=progress,
-        )
+        result = launcher.run_body(spec, artifacts.run_work_dir(task.pk, run.pk), progress, check)
         check()
     refresh_db()
+    prospective_note = ""
+    prospective = result.get("prospective")
+    if previous is not None and prospective:
+        services.record_prospective_accuracy(
+            version_id=previous.pk,
+            labels=int(prospective["labels"]),
+            accuracy=prospective.get("accuracy"),
+            loss=prospective.get("loss"),
+        )
+        prospective_note = (
+            f"; v{previous.number} scored {_fmt(prospective.get('accuracy'))} on the "
+            f"{int(prospective['labels'])} labels after it"
+        )
+    trained = result["metrics"]
     label_count = labels.count()
     metrics = {
         "label_count": label_count,
         "last_label_id": cutoff,
         "labels_trained": len(records),
         "labels_new": len(fresh),
-        "held_out_accuracy": result.metrics.get("holdout_accuracy"),
-        "held_out_loss": result.metrics.get("holdout_loss"),
-        "train_loss": result.metrics.get("train_loss"),
-        "train_accuracy": result.metrics.get("train_accuracy"),
-        "labels_per_second": result.metrics.get("labels_per_second"),
+        "held_out_accuracy": trained.get("holdout_accuracy"),
+        "held_out_loss": trained.get("holdout_loss"),
+        "train_loss": trained.get("train_loss"),
+        "train_accuracy": trained.get("train_accuracy"),
+        "labels_per_second": trained.get("labels_per_second"),
         "seconds": time.perf_counter() - started,
         "warm_start": init_from is not None,
+        "processes": trained.get("processes"),
     }
     services.append_run_metrics(
         run_id=run.pk,
@@ -211,9 +214,9 @@ def run_reward_training(run: TrainingRun) -> RewardModelVersion | None:
     )
     version = services.publish_reward_model_version(
         run_id=run.pk,
-        artifact_path=str(result.out_dir),
-        gain=result.gain,
-        bias=result.bias,
+        artifact_path=str(result["out_dir"]),
+        gain=float(result["gain"]),
+        bias=float(result["bias"]),
         label_ids=label_ids,
         label_count=label_count,
         metrics=metrics,
@@ -274,8 +277,8 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
 
     started = time.perf_counter()
 
-    def progress(done_now: int, total: int, metrics: dict[str, float]) -> None:
-        check()
+    def progress(event: dict[str, Any]) -> None:
+        metrics = event["metrics"]
         episode = int(metrics.get("episodes", 0))
         logger.debug(
             "task %s: PPO episode %d: score %.3f, KL %.3f, beta %.4f",
@@ -287,19 +290,20 @@ def run_policy_training(run: TrainingRun) -> PolicyVersion | None:
             run_id=run.pk, progress=(episode - start) / (target - start) if target > start else 1
         )
 
+    spec = {
+        "kind": "policy",
+        "config": config.to_dict(),
+        "base": task.base_model,
+        "reward": reward_model.artifact_path,
+        "queries": prompts,
+        "out_dir": str(state_dir),
+        "episodes": target - done,
+        "checkpoint_every": 1,
+    }
     with heartbeating(run.pk) as check:
         if target > done:
-            train_policy(
-                task.base_model,
-                reward_model.artifact_path,
-                prompts,
-                state_dir,
-                config=config.ppo,
-                sampling=config.sampling,
-                episodes=target - done,
-                progress=progress,
-                checkpoint_every=1,
-            )
+            work_dir = artifacts.run_work_dir(task.pk, run.pk)
+            launcher.run_body(spec, work_dir, progress, check)
         check()
     refresh_db()
     final = ml_checkpoint.latest_checkpoint(state_dir)

@@ -240,6 +240,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 TRAINING_TICK_SECONDS = env.float("TRAINING_TICK_SECONDS", default=20.0)
 TRAINING_HEARTBEAT_SECONDS = env.float("TRAINING_HEARTBEAT_SECONDS", default=15.0)
 TRAINING_STALE_SECONDS = env.int("TRAINING_STALE_SECONDS", default=300)
+# Processes a training run's body uses (training/launcher.py): 1 runs it in the worker's own
+# process; N > 1 or "gpus" (one per visible GPU) launch it under torchrun, data-parallel.
+TRAINING_PROCESSES = env("TRAINING_PROCESSES", default="1")
 CELERY_BEAT_SCHEDULE["training-tick-all"] = {
     "task": "training.tasks.tick_all",
     "schedule": TRAINING_TICK_SECONDS,

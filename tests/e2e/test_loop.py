@@ -45,12 +45,13 @@ def e2e_broker(redis_url) -> Iterator[str]:
 
     url = f"{redis_url.rsplit('/', 1)[0]}/{os.environ.get('E2E_REDIS_DB', '13')}"
     redis.Redis.from_url(url).flushdb()
-    previous = app.conf.broker_url
-    app.conf.broker_url = url
+    # The test process publishes there too (broker_write_url shadows broker_url once set).
+    previous = app.conf.broker_url, app.conf.broker_write_url
+    app.conf.broker_url = app.conf.broker_write_url = url
     app._pool = None
     app.amqp._producer_pool = None
     yield url
-    app.conf.broker_url = previous
+    app.conf.broker_url, app.conf.broker_write_url = previous
     app._pool = None
     app.amqp._producer_pool = None
 
