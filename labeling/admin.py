@@ -76,7 +76,15 @@ class InstructionsVersionInline(admin.TabularInline):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     change_form_template = "admin/labeling/task/change_form.html"
-    list_display = ["name", "kind", "status", "k", "labels_per_comparison", "label_budget"]
+    list_display = [
+        "name",
+        "kind",
+        "status",
+        "k",
+        "labels_per_comparison",
+        "label_budget",
+        "selection_strategy",
+    ]
     list_filter = ["status", "kind"]
     search_fields = ["name"]
     readonly_fields = ["created_by", "created_at", "updated_at"]
@@ -106,6 +114,17 @@ class TaskAdmin(admin.ModelAdmin):
                     "lease_seconds",
                     "agreement_threshold",
                 ]
+            },
+        ),
+        (
+            "Selection",
+            {
+                "fields": ["selection_strategy", "uniform_share"],
+                "description": "Which comparisons labelers see. Uncertainty samples more "
+                "prompts and responses than it keeps (pool factor and responses per prompt: "
+                'the training settings\' "selection" object) and keeps those the current '
+                "reward model is least sure about; the uniform share is still chosen "
+                "uniformly, and the dashboard measures the reward model on it.",
             },
         ),
         (
@@ -226,11 +245,12 @@ class ComparisonAdmin(admin.ModelAdmin):
         "is_gold",
         "gold_display",
         "policy_version",
+        "selection",
         "label_count",
         "open_slots",
         "gold_link",
     ]
-    list_filter = ["task", "status", "is_gold", "policy_version"]
+    list_filter = ["task", "status", "is_gold", "selection", "policy_version"]
     search_fields = ["prompt__text"]
     list_select_related = ["task", "prompt", "policy_version"]
     readonly_fields = [
@@ -241,6 +261,7 @@ class ComparisonAdmin(admin.ModelAdmin):
         "sample_token_ids",
         "sample_ended",
         "policy_version",
+        "selection",
         "overlap",
         "open_slots",
         "label_count",

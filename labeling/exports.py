@@ -5,10 +5,12 @@ so a million labels export with one query per chunk and a constant amount of mem
 
 - ``paper``: the format of Ziegler et al. (2019): one row per ``choice`` label with the query,
   the K samples, their token ids, whether each ended under the truncation rule (null: not
-  known) and the index of the best one.
+  known), the index of the best one and how the comparison was chosen (``selection``:
+  ``uniform`` or ``uncertainty``; keep to ``uniform`` for the paper's online distribution).
 - ``pairwise``: ``{"prompt", "chosen", "rejected"}``, K-1 rows per ``choice`` label (the chosen
   sample against each other one), as TRL and ``datasets`` read it.
-- ``raw``: every label with who gave it, how it was shown and under which instructions.
+- ``raw``: every label with who gave it, how it was shown and under which instructions, and
+  how its comparison was chosen.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def paper_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
         row["sample_token_ids"] = comparison.sample_token_ids
         row["sample_ended"] = comparison.sample_ended
         row["best"] = label.choice
+        row["selection"] = comparison.selection
         yield row
 
 
@@ -79,6 +82,7 @@ def raw_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
             "labeler__username",
             "instructions_version__version",
             "comparison__is_gold",
+            "comparison__selection",
             "comparison__policy_version__number",
         )
         .order_by("id")
@@ -99,6 +103,7 @@ def raw_rows(*, task: Task, chunk_size: int = CHUNK_SIZE) -> Iterator[Row]:
             "instructions_version": instructions.version if instructions else None,
             "policy_version": policy.number if policy else None,
             "is_gold": label.comparison.is_gold,
+            "selection": label.comparison.selection,
             "created_at": label.created_at.isoformat(),
         }
 

@@ -53,6 +53,7 @@ class TaskAdminForm(forms.ModelForm):
             "base_model",
             "truncation_token",
             "highlight_copies",
+            "selection_strategy",
             *VALIDATED_SETTINGS,
         ]
 

@@ -16,6 +16,13 @@ from labeling.summaries import DEFAULT_TEMPLATE as DEFAULT_QUERY_TEMPLATE
 MAX_K = 9  # keys 1..9 on the labeling page
 
 
+class SelectionStrategy(models.TextChoices):
+    """How the sampler chooses the comparisons labelers see (training/ml/selection.py)."""
+
+    UNIFORM = "uniform", "Uniform (the prompts in turn)"
+    UNCERTAINTY = "uncertainty", "Uncertainty (where the reward model is least sure)"
+
+
 class JSONArrayLength(Func):
     """Length of a JSON array, -1 for any other JSON value (SQLite ``json_array_length``;
     PostgreSQL's ``jsonb_array_length`` fails on non-arrays, hence the CASE): for check
@@ -88,6 +95,20 @@ class Task(models.Model):
         help_text="summarization: the query built from each imported article ({article} is "
         "replaced by the article, cut to the query length at a sentence boundary)",
     )
+    selection_strategy = models.CharField(
+        max_length=12,
+        choices=SelectionStrategy.choices,
+        default=SelectionStrategy.UNIFORM,
+        help_text="uncertainty: the sampler samples more prompts and responses than it keeps, "
+        "scores them with the current reward model and keeps the prompts and K-sets it is "
+        "least sure about (its K-way choice distribution has the highest entropy)",
+    )
+    uniform_share = models.FloatField(
+        default=0.25,
+        help_text="with uncertainty: the fraction (0..1) of each policy version's comparisons "
+        "still chosen uniformly, kept apart to measure the reward model without bias and to "
+        "follow the paper's online distribution",
+    )
     highlight_copies = models.BooleanField(
         default=False,
         help_text="summarization: mark in each summary the spans copied from the article "
@@ -122,6 +143,14 @@ class Task(models.Model):
             models.CheckConstraint(
                 condition=Q(query_template__contains="{article}"),
                 name="task_query_template_has_article",
+            ),
+            models.CheckConstraint(
+                condition=Q(selection_strategy__in=SelectionStrategy.values),
+                name="task_selection_strategy_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(uniform_share__gte=0, uniform_share__lte=1),
+                name="task_uniform_share_range",
             ),
         ]
 
@@ -233,6 +262,12 @@ class Comparison(models.Model):
     gold_choice = models.PositiveSmallIntegerField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     priority = models.FloatField(default=0.0, help_text="higher is served first")
+    selection = models.CharField(
+        max_length=12,
+        choices=SelectionStrategy.choices,
+        default=SelectionStrategy.UNIFORM,
+        help_text="how the sampler chose it: uniformly, or where the reward model was least sure",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -255,6 +290,10 @@ class Comparison(models.Model):
                 condition=Q(sample_ended__isnull=True)
                 | Q(Exact(JSONArrayLength("sample_ended"), F("k"))),
                 name="comparison_sample_ended_k",
+            ),
+            models.CheckConstraint(
+                condition=Q(selection__in=SelectionStrategy.values),
+                name="comparison_selection_valid",
             ),
         ]
 

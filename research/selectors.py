@@ -13,13 +13,19 @@ from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, TruncHour
 
-from labeling.models import Comparison, Label, Task
+from labeling.models import Comparison, Label, SelectionStrategy, Task
 from research.analytics.agreement import AgreementReport, ChoiceRecord, agreement_report
 from research.analytics.drift import ChoiceObservation, DriftReport, drift_report
 from research.analytics.features import ComparisonView
+from research.analytics.selection import (
+    LabelOnComparison,
+    SelectionAccuracy,
+    StoredScores,
+    prospective_accuracy,
+)
 from training import schedule as loop_schedule
 from training import selectors as training_selectors
 from training.models import (
@@ -32,6 +38,7 @@ from training.models import (
 
 CACHE_SECONDS = 6 * 3600
 DRIFT_MAX_LABELS = 5000
+SELECTION_MAX_LABELS = 5000
 HOURS_SHOWN = 7 * 24
 
 
@@ -293,3 +300,94 @@ def mean_reward(rows: list[SideBySide], side: str) -> float | None:
         if getattr(r, side) is not None and getattr(r, side).reward is not None
     ]
     return statistics.fmean(values) if values else None
+
+
+@dataclass
+class SelectionSummary:
+    """How the task chooses what labelers see, and the reward model measured on each kind."""
+
+    strategy: str
+    """The task's strategy, as the admin shows it."""
+    uncertainty: bool
+    uniform_share: float
+    """The task's setting (applies with the uncertainty strategy)."""
+    comparisons: dict[str, int]
+    """Sampled (non-gold) comparisons per selection, over all policy versions."""
+    accuracy: dict[str, SelectionAccuracy]
+    """Per selection: the reward model's prospective accuracy on the latest labels."""
+
+    @property
+    def uniform_fraction(self) -> float | None:
+        total = sum(self.comparisons.values())
+        return self.comparisons.get(SelectionStrategy.UNIFORM, 0) / total if total else None
+
+    @property
+    def rows(self) -> list[tuple[str, int, SelectionAccuracy | None]]:
+        """(selection, comparisons, accuracy) for each selection, uniform first."""
+        return [
+            (value, self.comparisons.get(value, 0), self.accuracy.get(value))
+            for value in SelectionStrategy.values
+        ]
+
+
+def selection_summary(*, task: Task) -> SelectionSummary:
+    """The task's selection strategy, its comparisons per selection, and the reward model's
+    accuracy per selection on the latest labels (each judged by the newest reward model
+    trained before it: scores stored by the sampler or after each retrain)."""
+
+    # One query: the comparisons per selection, and the newest label and scores (the cache key).
+    def newest(rows: QuerySet[Any]) -> Subquery:
+        return Subquery(rows.order_by("-id").values("id")[:1])
+
+    def sampled(selection: str) -> Coalesce:
+        rows = Comparison.objects.filter(
+            task_id=OuterRef("pk"), is_gold=False, selection=selection
+        ).order_by()
+        return Coalesce(Subquery(rows.values("task_id").annotate(n=Count("id")).values("n")[:1]), 0)
+
+    row = (
+        Task.objects.filter(pk=task.pk)
+        .annotate(
+            last_label=newest(Label.objects.filter(task_id=OuterRef("pk"))),
+            last_scores=newest(ComparisonScores.objects.filter(comparison__task_id=OuterRef("pk"))),
+            **{f"n_{value}": sampled(value) for value in SelectionStrategy.values},
+        )
+        .values("last_label", "last_scores", *(f"n_{v}" for v in SelectionStrategy.values))
+        .get()
+    )
+    counts = {value: row[f"n_{value}"] for value in SelectionStrategy.values if row[f"n_{value}"]}
+    key = f"dashboard:selection:{task.pk}:{row['last_label'] or 0}:{row['last_scores'] or 0}"
+
+    def compute() -> dict[str, SelectionAccuracy]:
+        labels = [
+            LabelOnComparison(label_id, comparison_id, choice, selection)
+            for label_id, comparison_id, choice, selection in Label.objects.filter(
+                task=task, kind=Label.Kind.CHOICE, comparison__is_gold=False
+            )
+            .order_by("-id")
+            .values_list("id", "comparison_id", "choice", "comparison__selection")[
+                :SELECTION_MAX_LABELS
+            ]
+            if choice is not None
+        ]
+        cutoffs = {
+            v.pk: (v.number, training_selectors.reward_model_label_cutoff(version=v))
+            for v in RewardModelVersion.objects.filter(task=task)
+        }
+        scores: dict[int, list[StoredScores]] = defaultdict(list)
+        rows = ComparisonScores.objects.filter(
+            comparison_id__in=[label.comparison_id for label in labels]
+        ).values_list("comparison_id", "reward_model_version_id", "scores")
+        for comparison_id, version_id, values in rows.iterator(chunk_size=2000):
+            if version_id in cutoffs and isinstance(values, list):
+                number, cutoff = cutoffs[version_id]
+                scores[comparison_id].append(StoredScores(number, cutoff, values))
+        return prospective_accuracy(labels, scores)
+
+    return SelectionSummary(
+        strategy=task.get_selection_strategy_display(),
+        uncertainty=task.selection_strategy == SelectionStrategy.UNCERTAINTY,
+        uniform_share=task.uniform_share,
+        comparisons={str(k): int(v) for k, v in counts.items()},
+        accuracy=_cached(key, compute),
+    )

@@ -79,6 +79,7 @@ def task_dashboard(request: HttpRequest, task_id: int) -> HttpResponse:
         "median_ms": median_ms,
         "median_s": median_ms / 1000 if median_ms is not None else None,
         "schedule": selectors.schedule_state(task=task),
+        "selection": selectors.selection_summary(task=task),
         "loop": loop_status(task=task),
         "reward_models": rms,
         "policies": policies,

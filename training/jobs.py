@@ -1,7 +1,8 @@
-"""The run bodies of the worker: sampling comparisons, training a reward model, training a
-PPO chunk; each publishes what it made through the services (imports torch: only Celery tasks
-import this module, inside the task body). Artifacts: :mod:`training.artifacts`; the run's
-heartbeat: :mod:`training.worker`; loaded models: :mod:`training.model_cache`.
+"""The run bodies of the worker: sampling comparisons (:mod:`training.sampler`, re-exported
+here), training a reward model, training a PPO chunk; each publishes what it made through
+the services (imports torch: only Celery tasks import this module, inside the task body).
+Artifacts: :mod:`training.artifacts`; the run's heartbeat: :mod:`training.worker`; loaded
+models: :mod:`training.model_cache`.
 """
 
 from __future__ import annotations
@@ -12,117 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from labeling.models import Task
 from training import artifacts, launcher, scoring, selectors, services
 from training.ml import checkpoint as ml_checkpoint
-from training.ml.ended import (
-    CANDIDATES_PER_K,
-    candidates_for,
-    sample_ended_comparisons,
-)
 from training.ml.labels import bounded_replay
-from training.model_cache import cached_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.sampler import first_round_candidates as first_round_candidates
+from training.sampler import sample_comparisons as sample_comparisons
 from training.task_settings import training_config
 from training.worker import heartbeating, refresh_db
 
 logger = logging.getLogger(__name__)
-
-
-# --- sampling -----------------------------------------------------------------------------
-
-
-SAMPLING_PASSES = 2
-"""A sampling job samples again, from other prompts, for the prompts it had to drop (they
-never got K ended responses), so that one job fills the buffer."""
-MEASURED_CANDIDATES = 64
-"""Once a version has this many sampled candidates, its ended fraction sizes round 1."""
-COPIES_PER_PROMPT = 4
-"""A job samples each of its prompts for up to this many comparisons. The copies share their
-ended responses (one copy's surplus completes another), so round 1 can be sized by the
-expected ended count rather than padded for each prompt alone: about 40% fewer candidates
-per comparison on the embedded model (bench/README.md)."""
-FIRST_ROUND_CONFIDENCE = 0.5
-"""Round 1 gives a prompt K ended responses with this probability, at the version's ended
-fraction; with the copies' surplus shared, the few prompts left short get a re-sampling
-round of their own."""
-
-
-def first_round_candidates(k: int, version: PolicyVersion) -> int | None:
-    """Candidates per prompt for round 1 from the version's ended fraction so far, between K
-    and 8*K (None: the default 4*K, while the version has not been measured)."""
-    if version.candidates_sampled < MEASURED_CANDIDATES:
-        return None
-    return candidates_for(
-        k,
-        version.ended_fraction,
-        low=k,
-        high=2 * CANDIDATES_PER_K * k,
-        confidence=FIRST_ROUND_CONFIDENCE,
-    )
-
-
-def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
-    """Top the task's buffer up with at most ``n`` comparisons from the version, each of K
-    responses that ended under the truncation rule (what labelers see); how many."""
-    task = Task.objects.get(pk=task_id)
-    wanted = services.sampling_deficit(task=task, policy_version_id=policy_version_id, requested=n)
-    if wanted <= 0:
-        return 0
-    version = PolicyVersion.objects.get(pk=policy_version_id)
-    config = training_config(task)
-    model, tokenizer = cached_model(policy_model_path(task, version))
-    candidates = first_round_candidates(config.sampling.k, version)
-    started = time.perf_counter()
-    created = sampled = ended = rounds = 0
-    dropped: list[int] = []  # prompt ids
-    for _ in range(SAMPLING_PASSES):
-        distinct = selectors.prompts_to_sample(
-            task_id=task_id, n=-(-(wanted - created) // COPIES_PER_PROMPT), exclude_ids=dropped
-        )
-        prompts = [p for p in distinct for _ in range(COPIES_PER_PROMPT)]
-        if not prompts:
-            if not dropped:
-                logger.warning("task %s has no train prompts to sample", task_id)
-            break
-        prompts = (prompts * ((wanted - created) // len(prompts) + 1))[: wanted - created]
-        queries = [p.token_ids if p.token_ids else p.text for p in prompts]
-        if any(isinstance(q, str) for q in queries):
-            queries = [p.text for p in prompts]
-        result = sample_ended_comparisons(
-            model, tokenizer, queries, config.sampling, candidates=candidates
-        )
-        sampled, ended = sampled + result.candidates, ended + result.ended
-        rounds = max(rounds, len(result.rounds))
-        dropped.extend(prompts[i].pk for i in result.dropped)
-        refresh_db()
-        created += len(
-            services.create_comparisons(
-                task=task,
-                policy_version_id=policy_version_id,
-                sampled=[
-                    services.SampledComparison(
-                        prompt_id=prompts[i].pk,
-                        query_token_ids=sample.query_token_ids,
-                        samples=sample.responses,
-                        sample_token_ids=sample.response_token_ids,
-                        sample_ended=sample.ended,
-                    )
-                    for i, sample in result.kept
-                ],
-                counts=services.SamplingCounts(candidates=result.candidates, ended=result.ended),
-            )
-        )
-        if created >= wanted or not result.dropped:
-            break
-    logger.info(
-        "task %s: policy v%d: %d comparisons of %d ended responses from %d candidates "
-        "(%.0f%% ended, %d rounds, %d prompts dropped) in %.1f s",
-        task_id, version.number, created, config.sampling.k, sampled,
-        100 * ended / sampled if sampled else 0.0, rounds, len(set(dropped)),
-        time.perf_counter() - started,
-    )  # fmt: skip
-    return created
 
 
 # --- reward model --------------------------------------------------------------------------

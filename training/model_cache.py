@@ -8,6 +8,7 @@ from typing import Any
 
 from labeling.models import Task
 from training.ml.models import load_model, load_tokenizer
+from training.ml.reward import load_reward_model
 from training.models import PolicyVersion
 
 
@@ -22,3 +23,10 @@ def policy_model_path(task: Task, version: PolicyVersion | None) -> str:
 def cached_model(path: str) -> tuple[Any, Any]:
     """(model, tokenizer) of ``path``, loaded once per process (the two most recent)."""
     return load_model(path), load_tokenizer(path)
+
+
+@lru_cache(maxsize=1)
+def cached_reward_model(path: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(reward model, tokenizer, metadata) of a reward-model version's artifact, loaded once
+    per process (the latest: the sampler scores candidates with it)."""
+    return load_reward_model(path)

@@ -6,9 +6,9 @@ from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Exists, Max, OuterRef, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
-from labeling.models import Comparison, Label, Prompt, Task
+from labeling.models import Comparison, Label, Prompt, SelectionStrategy, Task
 from training.models import (
     EvalSample,
     PolicyVersion,
@@ -77,6 +77,17 @@ def open_comparison_count(*, task_id: int, policy_version_id: int | None) -> int
         status=Comparison.Status.OPEN,
         label_count=0,
     ).count()
+
+
+def selection_counts(*, task_id: int, policy_version_id: int) -> tuple[int, int]:
+    """(chosen uniformly, all) of the sampled, non-gold comparisons of a policy version: the
+    uniform share the sampler keeps (training/ml/selection.py uniform_quota)."""
+    rows = Comparison.objects.filter(
+        task_id=task_id, policy_version_id=policy_version_id, is_gold=False
+    ).aggregate(
+        uniform=Count("pk", filter=Q(selection=SelectionStrategy.UNIFORM)), total=Count("pk")
+    )
+    return int(rows["uniform"]), int(rows["total"])
 
 
 def comparisons_started_since(*, task_id: int, since: datetime) -> int:

@@ -51,13 +51,18 @@ TASK_FIELDS = (
     "temperature",
     "truncation_token",
     "truncation_min_position",
+    "selection_strategy",
+    "uniform_share",
 )
 """The task fields a training configuration is built from."""
+SELECTION_FIELDS = {"selection_strategy": "strategy", "uniform_share": "uniform_share"}
+"""Task field -> ``selection`` setting it overrides."""
 
 
 def training_config(task: Task) -> TrainingConfig:
     """The task's training settings over their preset, with the task's own generation
-    fields (K, lengths, temperature, truncation) taking precedence."""
+    fields (K, lengths, temperature, truncation) and selection fields (strategy, uniform
+    share) taking precedence."""
     return config_from_task_fields({name: getattr(task, name) for name in TASK_FIELDS})
 
 
@@ -75,4 +80,7 @@ def config_from_task_fields(fields: Mapping[str, Any]) -> TrainingConfig:
         truncate_after=fields["truncation_min_position"],
     )
     data["sampling"] = sampling
+    selection = dict(data.get("selection") or {})
+    selection.update({k: fields[name] for name, k in SELECTION_FIELDS.items() if name in fields})
+    data["selection"] = selection
     return TrainingConfig.from_dict(data, base=base or DEFAULT_PRESET)

@@ -51,6 +51,11 @@ def task_settings_errors(values: Mapping[str, Any]) -> dict[str, str]:
         "Overlap (labels per comparison) must be at least 1.",
     )
     check("gold_rate", 0 <= (v("gold_rate") or 0) <= 1, "Gold rate must be between 0 and 1.")
+    check(
+        "uniform_share",
+        0 <= (v("uniform_share") or 0) <= 1,
+        "The uniform share must be between 0 and 1.",
+    )
     check("label_budget", (v("label_budget") or 0) >= 1, "The label budget must be at least 1.")
     low, high = LEASE_SECONDS_RANGE
     check(
@@ -86,6 +91,7 @@ VALIDATED_SETTINGS = (
     "truncation_min_position",
     "labels_per_comparison",
     "gold_rate",
+    "uniform_share",
     "label_budget",
     "lease_seconds",
     "agreement_threshold",

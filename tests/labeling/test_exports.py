@@ -59,10 +59,13 @@ def test_paper_format(labeled_task):
         "sample_token_ids": comparison.sample_token_ids,
         "sample_ended": None,  # not known (the factory's comparisons say nothing)
         "best": 2,
+        "selection": "uniform",
     }
     comparison.sample_ended = [True, False, True]
+    comparison.selection = "uncertainty"
     comparison.save()
-    assert next(exports.paper_rows(task=labeled_task))["sample_ended"] == [True, False, True]
+    row = next(exports.paper_rows(task=labeled_task))
+    assert (row["sample_ended"], row["selection"]) == ([True, False, True], "uncertainty")
 
 
 def test_pairwise_format(labeled_task):
@@ -85,7 +88,7 @@ def test_raw_format_has_every_label(labeled_task):
     assert set(first) == {
         "label_id", "comparison_id", "task_id", "labeler", "kind", "choice", "display_order",
         "copies_highlighted", "time_spent_ms", "instructions_version", "policy_version", "is_gold",
-        "created_at",
+        "selection", "created_at",
     }  # fmt: skip
     assert (first["labeler"], first["choice"], first["time_spent_ms"]) == ("ada", 2, 42)
     assert (first["instructions_version"], first["policy_version"], first["is_gold"]) == (
@@ -94,6 +97,7 @@ def test_raw_format_has_every_label(labeled_task):
         False,
     )
     assert sorted(first["display_order"]) == [0, 1, 2]
+    assert first["selection"] == "uniform"
     json.dumps(rows)  # JSON-serializable as is
 
 

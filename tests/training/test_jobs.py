@@ -204,7 +204,7 @@ def test_sample_comparisons_stores_only_responses_that_ended(tiny_model_path, ca
 def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, monkeypatch):
     """A prompt dropped for want of K ended responses (all its copies) is replaced by another
     one in the same job (the buffer fills), and every candidate counts for the version."""
-    from training import jobs
+    from training import jobs, sampler
     from training.ml import ended
 
     task = tiny_task(tiny_model_path)
@@ -221,7 +221,7 @@ def test_sample_comparisons_replaces_prompts_that_never_end(tiny_model_path, mon
         calls.append((list(queries), result))
         return result
 
-    monkeypatch.setattr(jobs, "sample_ended_comparisons", first_query_never_ends)
+    monkeypatch.setattr(sampler, "sample_ended_comparisons", first_query_never_ends)
     assert jobs.sample_comparisons(task.pk, v0.pk, 10) == 4
     # 4 comparisons wanted: one prompt in 4 copies, then another one in 4 copies.
     assert [len(queries) for queries, _ in calls] == [4, 4]

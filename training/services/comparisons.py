@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F
 
-from labeling.models import Comparison, Prompt, Task
+from labeling.models import Comparison, Prompt, SelectionStrategy, Task
 from training import selectors
 from training.models import ComparisonScores, EvalSample, PolicyVersion, VersionStatus
 
@@ -21,6 +21,11 @@ class SampledComparison:
     sample_token_ids: list[list[int]]
     sample_ended: list[bool]
     """Per sample: ended under the truncation rule (labelers see only ended samples)."""
+    selection: str = SelectionStrategy.UNIFORM
+    """How the sampler chose it (``uniform`` or ``uncertainty``)."""
+    scores: list[float] | None = None
+    """The current reward model's normalized rewards of the K samples, when the sampler
+    scored them (stored as that version's ComparisonScores)."""
 
 
 @dataclass(frozen=True)
@@ -81,15 +86,21 @@ def create_comparisons(
     policy_version_id: int,
     sampled: Sequence[SampledComparison],
     counts: SamplingCounts | None = None,
+    reward_model_version_id: int | None = None,
 ) -> list[Comparison]:
     """Store sampled comparisons (nothing when the version is no longer promoted), and in the
     same transaction the job's sampling ``counts`` (recorded either way: they describe the
-    version). Labelers see only responses that ended: a sample that did not end is a
-    ValueError. Prompts without token ids get the query ids the model saw, so nothing is
-    re-tokenized later."""
+    version) and the scores the sampler gave them with reward model
+    ``reward_model_version_id``. Labelers see only responses that ended: a sample that did
+    not end is a ValueError, as is an unknown selection strategy. Prompts without token ids
+    get the query ids the model saw, so nothing is re-tokenized later."""
     for item in sampled:
         if len(item.sample_ended) != len(item.samples) or not all(item.sample_ended):
             raise ValueError(f"prompt {item.prompt_id}: every sample must have ended")
+        if item.selection not in SelectionStrategy.values:
+            raise ValueError(f"prompt {item.prompt_id}: unknown selection {item.selection!r}")
+        if item.scores is not None and len(item.scores) != len(item.samples):
+            raise ValueError(f"prompt {item.prompt_id}: one score per sample")
     if counts is not None:
         record_sampling(policy_version_id=policy_version_id, counts=counts)
     promoted = PolicyVersion.objects.filter(
@@ -112,10 +123,19 @@ def create_comparisons(
             policy_version_id=policy_version_id,
             overlap=task.labels_per_comparison,
             open_slots=task.labels_per_comparison,
+            selection=item.selection,
         )
         for item in sampled
     ]
-    return Comparison.objects.bulk_create(comparisons)
+    created = Comparison.objects.bulk_create(comparisons)
+    if reward_model_version_id is not None:
+        store_comparison_scores(
+            reward_model_version_id=reward_model_version_id,
+            scores={
+                c.pk: item.scores for c, item in zip(created, sampled, strict=True) if item.scores
+            },
+        )
+    return created
 
 
 @transaction.atomic
