@@ -63,6 +63,7 @@ def local_config(
     values = {
         "PROXY_LISTEN": listen,
         "PROXY_UPSTREAM": servers,
+        "PROXY_RESOLVER": "",  # fixed addresses: no DNS
         "PROXY_STATIC_ROOT": str(static_root.resolve()),
         "PROXY_TEMP_DIR": str(temp),
         "PROXY_ACCESS_LOG": access_log,

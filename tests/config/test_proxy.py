@@ -57,6 +57,7 @@ def test_rendering_fills_every_proxy_variable_and_leaves_nginx_variables(nginx):
         for name in (
             "PROXY_LISTEN",
             "PROXY_UPSTREAM",
+            "PROXY_RESOLVER",
             "PROXY_STATIC_ROOT",
             "PROXY_TEMP_DIR",
             "PROXY_ACCESS_LOG",
@@ -96,6 +97,7 @@ def test_compose_validates_with_the_proxy_in_front_of_a_scalable_web():
     proxy, web = services["proxy"], services["web"]
     assert proxy["image"].startswith("nginx:") and proxy["ports"][0]["target"] == 80
     assert "server web:8000 resolve" in proxy["environment"]["PROXY_UPSTREAM"]
+    assert proxy["environment"]["PROXY_RESOLVER"].startswith("resolver 127.0.0.11 ")
     assert proxy["healthcheck"]["test"][-1].endswith("/healthz?live=1")
     # Only the proxy publishes a port: `--scale web=N` starts N replicas without a clash.
     assert "ports" not in web and web["expose"] == ["8000"]
@@ -138,3 +140,34 @@ def test_nginx_serves_static_files_and_passes_labeling_through(nginx, live_serve
         nginx.stop(process)
     assert stats.labels == 3 and stats.errors == 0
     assert Label.objects.filter(task=task).count() == 3
+
+
+def test_the_compose_values_make_a_valid_configuration(nginx, tmp_path):
+    """Compose's PROXY_ values through the same template (the upstream, user and paths of this
+    machine instead of the container's; Debian's nginx predates `resolve`)."""
+    compose = shutil.which("docker-compose")
+    require(compose is not None, "docker-compose (Debian package)")
+    env = {**os.environ, "DJANGO_SECRET_KEY": "k" * 50, "POSTGRES_PASSWORD": "pw"}
+    rendered = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    values = yaml.safe_load(rendered.stdout)["services"]["proxy"]["environment"]
+    values = {k: str(v) for k, v in values.items() if k.startswith("PROXY_")}
+    local = nginx.local_config(
+        run_dir=tmp_path, listen="127.0.0.1:1", upstreams=["127.0.0.1:9"], static_root=tmp_path
+    )
+    local_values = {
+        "PROXY_UPSTREAM": "server 127.0.0.1:9;",
+        "PROXY_USER": nginx.getpass.getuser(),
+        "PROXY_TEMP_DIR": str(tmp_path / "temp"),
+        "PROXY_STATIC_ROOT": str(tmp_path),
+    }
+    used = {a or b for a, b in nginx.PROXY_VARIABLE.findall(nginx.TEMPLATE.read_text())}
+    assert set(values) == used  # Compose sets every variable the template uses
+    local.write_text(nginx.render(nginx.TEMPLATE.read_text(), {**values, **local_values}))
+    nginx.check_config(local)
