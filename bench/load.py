@@ -150,10 +150,10 @@ def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]
             outs.append(out)
 
         web_pids = [s.pid for s in servers]
-        db_name = urllib.parse.urlparse(env["DATABASE_URL"]).path.lstrip("/")
+        database = load_setup.BackendCpuSampler(env["DATABASE_URL"])
+        database.begin()
         web0 = sum(load_setup.cpu_of_tree(pid) for pid in web_pids)
         proxy0 = load_setup.cpu_of_tree(proxy.pid) if proxy else 0.0
-        db0 = load_setup.database_backend_cpu(db_name)
         t0 = time.time()
         for p in procs:
             if p.wait() != 0:
@@ -161,8 +161,7 @@ def run_load(args: argparse.Namespace, env: dict[str, str], info: dict[str, Any]
         elapsed = time.time() - t0
         web_cpu = sum(load_setup.cpu_of_tree(pid) for pid in web_pids) - web0
         proxy_cpu = (load_setup.cpu_of_tree(proxy.pid) if proxy else 0.0) - proxy0
-        db1 = load_setup.database_backend_cpu(db_name)
-        db_cpu = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
+        db_cpu = database.finish()
         results = [json.loads(out.read_text()) for out in outs]
     finally:
         if proxy:
@@ -258,8 +257,9 @@ def main() -> None:
         if not args.direct:
             load_setup.collect_static(ROOT / "var" / "nginx" / "www")
         load = run_load(args, env, info)
-        report["integrity"] = load_setup.check_integrity(info["task_id"], load.pop("accepted"))
-        report["integrity"]["lost_submits"] = load.pop("lost_submits")
+        report["integrity"] = load_setup.check_integrity(
+            info["task_id"], load.pop("accepted"), load.pop("unanswered")
+        )
         report["load"] = load
     report["loadavg_after"] = os.getloadavg()  # other work on the machine skews the figures
     print(json.dumps(report, indent=2, default=str))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -153,15 +154,19 @@ def queries_per_pair(task_id: int, token: str) -> dict[str, Any]:
 
 
 def cpu_of_tree(pid: int) -> float:
-    """User+system seconds of a process and its children (from /proc)."""
-    pids = [pid]
+    """User+system seconds of a process, its live children and the children it has reaped
+    (a gunicorn worker killed and replaced during the run still counts)."""
+    total = cpu_of_process(pid, reaped_children=True)
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
-        pids += [int(c) for c in children.read_text().split()]
-    return sum(cpu_of_process(p) for p in pids)
+        total += sum(cpu_of_process(int(c)) for c in children.read_text().split())
+    return total
 
 
-def check_integrity(task_id: int, accepted: list) -> dict[str, int]:
+def check_integrity(task_id: int, accepted: list, unanswered: list) -> dict[str, int]:
+    """Double assignments and labels beyond the overlap; of the labels the client was told of
+    (``accepted``: (comparison id, label id)), those not stored or stored elsewhere; of the
+    submits that never got an answer (``unanswered``: comparison ids), those stored anyway."""
     from django.db.models import Count, F
 
     from labeling.models import Assignment, Comparison, Label
@@ -187,6 +192,8 @@ def check_integrity(task_id: int, accepted: list) -> dict[str, int]:
         "accepted_labels": len(ids),
         "lost_labels": len(ids - stored),
         "mismatched_labels": len({(c, i) for c, i in accepted} - pairs),
+        "unanswered_submits": len(unanswered),
+        "unanswered_but_stored": Label.objects.filter(comparison_id__in=unanswered).count(),
     }
 
 
@@ -203,19 +210,54 @@ def collect_static(static_root: Path) -> Path:
     return static_root
 
 
-def database_backend_cpu(db_name: str) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL backend connected to ``db_name`` (same machine only)."""
-    from django.db import connection
+class BackendCpuSampler(threading.Thread):
+    """CPU seconds of the PostgreSQL backends of one database (same machine only), sampled
+    every ``interval`` s: the web processes' connections are replaced every CONN_MAX_AGE
+    seconds, and a backend read only at the end would be missing once it has exited (up to
+    ``interval`` of each exited backend's last CPU is missed)."""
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [db_name])
-        pids = [row[0] for row in cursor.fetchall()]
-    return {pid: cpu_of_process(pid) for pid in pids}
+    def __init__(self, db_url: str, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.db_url, self.interval = db_url, interval
+        self.start_cpu: dict[int, float] = {}
+        self.last_cpu: dict[int, float] = {}
+        self.stopping = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        query = (
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while True:
+                for (pid,) in conn.execute(query).fetchall():
+                    cpu = cpu_of_process(pid)
+                    if not self.ready.is_set():
+                        self.start_cpu[pid] = cpu  # present before the run: counted from here
+                    self.last_cpu[pid] = max(cpu, self.last_cpu.get(pid, 0.0))
+                self.ready.set()
+                if self.stopping.wait(self.interval):
+                    return
+
+    def begin(self) -> None:
+        self.start()
+        self.ready.wait(30)
+
+    def finish(self) -> float:
+        self.stopping.set()
+        self.join()
+        return sum(cpu - self.start_cpu.get(pid, 0.0) for pid, cpu in self.last_cpu.items())
 
 
-def cpu_of_process(pid: int) -> float:
+def cpu_of_process(pid: int, *, reaped_children: bool = False) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -45,7 +45,7 @@ async def call(
     session: aiohttp.ClientSession, method: str, url: str, rec: Recorder, **kw: Any
 ) -> tuple[int, Any, float, int]:
     """(status, json body or None, seconds from the first try to the answer, retries); status 0
-    when every try failed to connect or was cut off."""
+    when every try failed to connect, was cut off or timed out (each is sent again first)."""
     started = time.perf_counter()
     for attempt in range(CONNECTION_RETRIES + 1):
         try:
@@ -53,16 +53,14 @@ async def call(
                 raw = await response.read()
                 body = json.loads(raw) if raw and response.status in (200, 201) else None
                 return response.status, body, time.perf_counter() - started, attempt
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            name = type(exc).__name__ if str(exc) else f"{type(exc).__name__} ({TIMEOUT_S:g} s)"
             if attempt == CONNECTION_RETRIES:
-                rec.error(f"{type(exc).__name__}: {exc}"[:200])
+                rec.error(f"{name}: {exc}"[:200])
                 return 0, None, time.perf_counter() - started, attempt
-            rec.error(f"{type(exc).__name__} (sent again)")
+            rec.error(f"{name} (sent again)")
             # At once after a stale connection; then back off (a restarting server).
             await asyncio.sleep(0 if attempt == 0 else 0.1 * 2**attempt)
-        except TimeoutError:
-            rec.error("timeout")
-            return 0, None, time.perf_counter() - started, attempt
     raise AssertionError("unreachable")
 
 
@@ -208,7 +206,7 @@ def summarize(results: list[dict[str, Any]], window: tuple[float, float]) -> dic
     out["accepted"] = [
         (r[5], r[6]) for r in records if r[0].startswith("submit") and r[1] in (200, 201)
     ]
-    out["lost_submits"] = sum(1 for r in records if r[0].startswith("submit") and r[1] == 0)
+    out["unanswered"] = [r[5] for r in records if r[0].startswith("submit") and r[1] == 0]
     return out
 
 
