@@ -50,7 +50,9 @@ Public API (stable; Celery tasks call these)::
     latest_checkpoint(out_dir) -> Path | None; latest_model_dir(out_dir) -> Path | None
 
 Data parallelism: launch under ``torchrun`` (gloo on CPU, nccl on GPU); ``train_reward_model``
-and ``train_policy`` shard batches and sum gradients across ranks (see ``distributed``).
+and ``train_policy`` shard batches over ranks and train in torch's DDP (see ``distributed``);
+``python -m training.ml.launch SPEC.json`` is a worker's run body (see ``launch``).
+Mixed precision: ``mixed_precision`` in RewardConfig / PPOConfig (see ``precision``).
 Command line: ``python -m training.ml.cli {reward,policy,sample} --help``.
 """
 

@@ -134,7 +134,8 @@ class PPOConfig:
     minibatch_size: int = 512
     """Episodes per optimizer step (the paper: the whole batch, 4 steps per batch)."""
     gradient_accumulation_steps: int = 1
-    """Micro-batches per minibatch (micro-batch = minibatch_size / this)."""
+    """Micro-batches per minibatch (micro-batch = minibatch_size / this); with N processes
+    each runs its 1/N of them (micro-batches keep their size)."""
     ppo_epochs: int = 4
     learning_rate: float = 1e-5
     lr_decay: bool = True

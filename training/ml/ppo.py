@@ -117,7 +117,14 @@ def train_policy(
     world, rank = distributed.world_size(), distributed.rank()
     if config.batch_size % world or config.minibatch_size % world:
         raise ValueError("batch_size and minibatch_size must be multiples of the world size")
-    micro = max(1, config.minibatch_size // world // config.gradient_accumulation_steps)
+    # Micro-batches keep their size (what fits a GPU's memory) on any number of processes.
+    micro = max(
+        1,
+        min(
+            config.minibatch_size // world,
+            config.minibatch_size // config.gradient_accumulation_steps,
+        ),
+    )
 
     # 1. Models, tokenizer, optimizer, LR schedule, KL controller, RNG.
     tokenizer = load_tokenizer(base)
@@ -205,8 +212,11 @@ def train_policy(
         for _ in range(config.ppo_epochs):
             permutation = torch.randperm(config.batch_size, generator=generator, device=device)
             for mb_start in range(0, config.batch_size, config.minibatch_size):
-                mine = permutation[mb_start : mb_start + config.minibatch_size][rank::world]
-                micros = mine.split(micro)
+                minibatch = permutation[mb_start : mb_start + config.minibatch_size]
+                # Losses are token means over the minibatch: a micro-batch's token mean weighs
+                # its share of the tokens, however the minibatch is split or shared out.
+                tokens = mask[minibatch].sum().clamp(min=1)
+                micros = minibatch[rank::world].split(micro)
                 for index, idx in enumerate(micros):
                     with distributed.gradient_sync(model, sync=index == len(micros) - 1):
                         with precision.autocast(device, bf16):
@@ -234,12 +244,12 @@ def train_policy(
                             config.value_clip_range,
                         )
                         loss = pg_loss + config.vf_coef * vf_loss
-                        # DDP averages over ranks: x world for the minibatch's mean.
-                        (loss * len(idx) * world / config.minibatch_size).backward()
+                        share = mask[idx].sum() / tokens
+                        (loss * share * world).backward()  # DDP averages over ranks: x world
                     with torch.no_grad():
                         entropy = masked_mean(entropy_from_logits(new_logits), mask[idx])
                         values = (pg_loss, vf_loss, pg_clip, vf_clip, approx_kl, entropy)
-                        totals += torch.stack(values).to(totals) * len(idx)
+                        totals += torch.stack(values).to(totals) * mask[idx].sum()
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -272,7 +282,7 @@ def train_policy(
             "train_seconds": trained - rolled_out,
             "train_tokens": trained_tokens,
         }
-        count = config.ppo_epochs * config.batch_size
+        count = config.ppo_epochs * max(1.0, float(mask.sum()))  # token means, as the losses
         metrics.update({name: v / count for name, v in zip(LOSS_METRICS, loss_sums, strict=True)})
         history.append(metrics)
         if progress is not None:
