@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 
 from labeling.models import Prompt, SelectionStrategy, Task
 from training import selectors, services
+from training.ml import precision
 from training.ml.config import TrainingConfig
 from training.ml.ended import CANDIDATES_PER_K, candidates_for, sample_ended_comparisons
+from training.ml.models import model_device
 from training.ml.reward import score_token_ids
 from training.ml.sampling import Sample
 from training.ml.selection import UNCERTAINTY, rank_by_uncertainty, uniform_quota
@@ -121,6 +123,8 @@ class _Job:
         self.task, self.version, self.config = task, version, config
         self.reward_model = reward_model
         self.model, self.tokenizer = cached_model(policy_model_path(task, version))
+        self.device = model_device(self.model)
+        self.bf16 = precision.bf16_enabled(config.ppo.mixed_precision, self.device)
         self.started = time.perf_counter()
         self.sampled = self.ended = self.rounds = 0
         self.dropped: list[int] = []  # prompt ids
@@ -149,9 +153,10 @@ class _Job:
             queries = [p.token_ids if p.token_ids else p.text for p in prompts]
             if any(isinstance(q, str) for q in queries):
                 queries = [p.text for p in prompts]
-            result = sample_ended_comparisons(
-                self.model, self.tokenizer, queries, sampling, candidates=candidates
-            )
+            with precision.autocast(self.device, self.bf16):  # as PPO's rollouts
+                result = sample_ended_comparisons(
+                    self.model, self.tokenizer, queries, sampling, candidates=candidates
+                )
             self.sampled, self.ended = self.sampled + result.candidates, self.ended + result.ended
             self.rounds = max(self.rounds, len(result.rounds))
             self.dropped.extend(prompts[i].pk for i in result.dropped)
