@@ -88,6 +88,28 @@ def test_progress_is_appended_as_json_lines(tmp_path):
     assert [json.loads(line)["done"] for line in lines] == [1, 2]
 
 
+def test_a_rank_exits_when_the_worker_that_launched_it_is_gone():
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watcher = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import time; from training.ml import launch; "
+            f"launch.watch_parent({worker.pid}, every=0.1); time.sleep(60)",
+        ],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            watcher.wait(timeout=3)  # the worker lives: the rank goes on
+        worker.kill()
+        worker.wait()
+        assert watcher.wait(timeout=30) == 1
+    finally:
+        for process in (worker, watcher):
+            if process.poll() is None:
+                process.kill()
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_train_what_one_process_does(tiny_model_dir, tmp_path):
     events: list[dict] = []
