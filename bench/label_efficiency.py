@@ -1,0 +1,454 @@
+"""Label efficiency: reward-model test accuracy against labels, comparisons chosen ``uniform``
+vs by ``uncertainty`` (training/ml/selection.py), with simulated labelers, offline.
+
+1. Pool: the embedded model samples ``--responses`` ended responses (the sampler's rule:
+   labelers see only responses that ended) per item for ``--pool + --test`` items, on the
+   mock-sentiment openings and the demo's story prompts (cached JSONL, resumable).
+2. The frozen trunk's hidden states at the input of the top ``--trainable-layers`` blocks
+   (the cpu-small reward preset trains the top 2 blocks, the final norm and the head) are
+   computed once per (prompt, response); every retrain then runs only the top blocks + head.
+3. Per preference (VADER sentiment, the demo's labeler; and length, longest sample), strategy
+   and seed: labels are acquired in rounds up to each of ``--counts``; after each round the
+   reward model is retrained the cpu-small way (warm start, the round's new labels plus as
+   many replayed older ones, one pass, linear LR decay, the paper's K-way loss) and scored on
+   the same ``--test`` uniformly drawn comparisons (the first K ended responses of held-out
+   items). ``uniform`` labels random items' first K responses; ``uncertainty`` keeps
+   ``--uniform-share`` uniform (as the loop does) and picks the rest among ``--pool-factor``
+   times as many random unlabeled items by the entropy of the reward model's K-way choice
+   distribution over their best K-set. Its first round is uniform (no reward model yet).
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/label_efficiency.py --seeds 3
+
+Prints a table (mean and standard error over seeds), writes ``label-efficiency.svg`` and
+``results.jsonl`` under ``--work``, and the labels uncertainty needs to reach uniform's final
+accuracy. Curves already in results.jsonl are not run again (a stopped run resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+import django  # noqa: E402
+
+django.setup()  # labeling.simulation's preferences (no database is used)
+
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from labeling.simulation import PREFERENCES  # noqa: E402
+from training.ml.config import SamplingConfig, preset  # noqa: E402
+from training.ml.ended import sample_ended_comparisons  # noqa: E402
+from training.ml.labels import bounded_replay  # noqa: E402
+from training.ml.losses import kway_accuracy, kway_reward_loss  # noqa: E402
+from training.ml.models import ScalarHead, load_model, load_tokenizer  # noqa: E402
+from training.ml.selection import (  # noqa: E402
+    UNCERTAINTY,
+    UNIFORM,
+    rank_by_uncertainty,
+    uniform_picks,
+    uniform_quota,
+)
+
+MODEL = "embedded:smollm2-135m"
+K = 4
+Example = tuple[tuple[int, ...], int]  # (flat sequence indices of the K responses, best)
+
+
+def prompts() -> list[str]:
+    from mock_sentiment import OPENINGS
+
+    demo = ROOT / "research" / "demo"
+    stories = [
+        json.loads(line)["text"]
+        for f in ("prompts", "eval_prompts")
+        for line in (demo / f"{f}.jsonl").open()
+        if line.strip()
+    ]
+    return [*OPENINGS, *stories]
+
+
+def sample_pool(items: int, responses: int, path: Path, seed: int = 0) -> list[dict[str, Any]]:
+    """``items`` rows of a prompt and ``responses`` ended responses each (appended to ``path``
+    as they come, so an interrupted run keeps what it sampled)."""
+    rows = [json.loads(line) for line in path.open()] if path.exists() else []
+    if len(rows) >= items:
+        return rows[:items]
+    model, tokenizer = load_model(MODEL, device="cpu"), load_tokenizer(MODEL)
+    config = SamplingConfig(k=responses, query_length=32, response_length=12, truncate_after=4)
+    texts, rng = prompts(), random.Random(seed + len(rows))
+    generator = torch.Generator().manual_seed(seed + len(rows))
+    bar = tqdm(total=items, initial=len(rows), desc="pool items", unit="item")
+    candidates = ended = 0
+    with path.open("a") as out:
+        while len(rows) < items:
+            # 4 copies of each prompt per call: copies share their ended responses.
+            queries = [q for q in rng.sample(texts, 4) for _ in range(4)]
+            result = sample_ended_comparisons(
+                model, tokenizer, queries, config, generator, candidates=2 * responses
+            )
+            candidates, ended = candidates + result.candidates, ended + result.ended
+            for _, s in result.kept[: items - len(rows)]:
+                row = {
+                    "query": s.query,
+                    "query_token_ids": s.query_token_ids,
+                    "responses": s.responses,
+                    "response_token_ids": s.response_token_ids,
+                }
+                rows.append(row)
+                out.write(json.dumps(row) + "\n")
+                bar.update(1)
+            out.flush()
+            bar.set_postfix(ended=f"{ended / candidates:.2f}")
+    bar.close()
+    return rows
+
+
+@torch.no_grad()
+def trunk_inputs(rows: list[dict[str, Any]], layers: int, path: Path) -> tuple[Tensor, Tensor]:
+    """Hidden states entering the top ``layers`` blocks for every (query + response) sequence,
+    row after row: (N, T, H) float16, and lengths (N,)."""
+    if path.exists():
+        cached = torch.load(path)
+        return cached["hidden"], cached["lengths"]
+    trunk = load_model(MODEL, device="cpu").model
+    depth = len(trunk.layers)
+    sequences = [r["query_token_ids"] + ids for r in rows for ids in r["response_token_ids"]]
+    lengths = torch.tensor([len(s) for s in sequences])
+    hidden = torch.zeros(
+        len(sequences), int(lengths.max()), trunk.config.hidden_size, dtype=torch.float16
+    )
+    order = sorted(range(len(sequences)), key=lambda i: lengths[i])  # little padding
+    for start in tqdm(range(0, len(order), 32), desc="trunk hidden states", unit="batch"):
+        batch = order[start : start + 32]
+        width = int(lengths[batch].max())
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for b, i in enumerate(batch):
+            ids[b, : lengths[i]] = torch.tensor(sequences[i])
+            mask[b, : lengths[i]] = 1
+        out = trunk(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        states = out.hidden_states[depth - layers]  # (b, width, H): input of the top blocks
+        for b, i in enumerate(batch):
+            hidden[i, : lengths[i]] = states[b, : lengths[i]].half()
+    torch.save({"hidden": hidden, "lengths": lengths}, path)
+    return hidden, lengths
+
+
+class TopBlocksRewardModel(nn.Module):
+    """The top blocks, the final norm and a scalar head read at the last token, over cached
+    trunk hidden states: what the cpu-small reward preset trains (the trunk below is frozen,
+    so its output does not change)."""
+
+    def __init__(self, layers: int) -> None:
+        super().__init__()
+        top = load_model(MODEL, device="cpu").model
+        top.layers = nn.ModuleList(list(top.layers)[-layers:])
+        top.config.num_hidden_layers = layers
+        top.embed_tokens = None
+        self.top = top
+        self.head = ScalarHead(top.config.hidden_size)
+
+    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
+        """hidden: (N, T, H) cached trunk states; lengths: (N,). Returns raw rewards (N,)."""
+        width = int(lengths.max())
+        mask = (torch.arange(width)[None, :] < lengths[:, None]).long()  # (N, T), right-padded
+        out = self.top(
+            inputs_embeds=hidden[:, :width].float(), attention_mask=mask, use_cache=False
+        )
+        last = out.last_hidden_state[torch.arange(len(lengths)), lengths - 1]  # (N, H)
+        return self.head(last)
+
+
+class Features:
+    """Cached trunk states of every row's responses; row i's response j is sequence
+    ``offsets[i] + j``."""
+
+    def __init__(self, rows: list[dict[str, Any]], hidden: Tensor, lengths: Tensor) -> None:
+        self.hidden, self.lengths = hidden, lengths
+        sizes = [len(r["response_token_ids"]) for r in rows]
+        self.offsets = [sum(sizes[:i]) for i in range(len(rows))]
+
+    def rewards(self, model: nn.Module, sequences: list[int], batch: int = 64) -> Tensor:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    model(
+                        self.hidden[sequences[s : s + batch]],
+                        self.lengths[sequences[s : s + batch]],
+                    )
+                    for s in range(0, len(sequences), batch)
+                ]
+            )
+
+    def kway(self, model: nn.Module, examples: list[Example]) -> Tensor:
+        flat = [i for sequences, _ in examples for i in sequences]
+        return model(self.hidden[flat], self.lengths[flat]).view(len(examples), K)  # (B, K)
+
+
+def retrain(model: nn.Module, features: Features, examples: list[Example], seed: int) -> None:
+    """One pass of the cpu-small reward preset's training over ``examples`` (lr 5e-4, batch 8,
+    linear decay to 0 within the retrain, as training/ml/reward.py)."""
+    config = preset("cpu-small").reward
+    examples = list(examples)
+    random.Random(seed).shuffle(examples)
+    batches = [
+        examples[s : s + config.batch_size] for s in range(0, len(examples), config.batch_size)
+    ]
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / len(batches))
+    model.train()
+    for batch in batches:
+        best = torch.tensor([b for _, b in batch])
+        kway_reward_loss(features.kway(model, batch), best).backward()
+        optimizer.step()
+        decay.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def accuracy(model: nn.Module, features: Features, examples: list[Example]) -> float:
+    with torch.no_grad():
+        rewards = torch.cat(
+            [features.kway(model, examples[s : s + 32]) for s in range(0, len(examples), 32)]
+        )
+    return float(kway_accuracy(rewards, torch.tensor([b for _, b in examples])))
+
+
+def label(
+    rows: list[dict[str, Any]],
+    offsets: list[int],
+    preference: str,
+    item: int,
+    chosen: tuple[int, ...],
+) -> Example:
+    """The simulated labeler's choice among the item's ``chosen`` responses (shown in
+    sampling order; ties go to the first shown, as labeling/simulation.py breaks them)."""
+    row = rows[item]
+    best = PREFERENCES[preference](
+        row["query"], [row["responses"][j] for j in chosen], random.Random(item)
+    )
+    return tuple(offsets[item] + j for j in chosen), best
+
+
+def run_curve(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    features: Features,
+    template: TopBlocksRewardModel,
+    preference: str,
+    strategy: str,
+    seed: int,
+) -> dict[str, Any]:
+    c, pool, offsets = args.responses, range(args.pool), features.offsets
+    rng = random.Random(f"{seed}-{preference}")  # round 1 is the same for both strategies
+    torch.manual_seed(seed)
+    model = copy.deepcopy(template)
+    head = model.head.linear
+    nn.init.normal_(head.weight, std=1.0 / (head.in_features + 1) ** 0.5)
+    test = [
+        label(rows, offsets, preference, i, tuple(range(K))) for i in range(args.pool, len(rows))
+    ]
+    labeled: set[int] = set()
+    old: list[Example] = []
+    uniform_so_far, points, started = 0, [], time.perf_counter()
+    for round_number, count in enumerate(args.counts):
+        wanted = count - len(old)
+        unlabeled = [i for i in pool if i not in labeled]
+        uncertain = strategy == UNCERTAINTY and round_number > 0
+        n_uniform = (
+            wanted
+            if not uncertain
+            else uniform_quota(
+                wanted=wanted,
+                share=args.uniform_share,
+                uniform_so_far=uniform_so_far,
+                total_so_far=len(old),
+            )
+        )
+        picks = [
+            (unlabeled[i], tuple(range(K))) for i in uniform_picks(n_uniform, len(unlabeled), rng)
+        ]
+        uniform_so_far += len(picks)
+        if wanted > n_uniform:
+            rest = [i for i in unlabeled if i not in {p for p, _ in picks}]
+            candidates = rng.sample(rest, min(len(rest), args.pool_factor * (wanted - n_uniform)))
+            flat = features.rewards(model, [offsets[i] + j for i in candidates for j in range(c)])
+            per_item = flat.view(len(candidates), c).tolist()
+            picks += [
+                (candidates[r.candidate], r.responses)
+                for r in rank_by_uncertainty(per_item, K, wanted - n_uniform)
+            ]
+        new = [label(rows, offsets, preference, item, chosen) for item, chosen in picks]
+        labeled.update(item for item, _ in picks)
+        retrain(
+            model,
+            features,
+            bounded_replay(old, new, 1.0, seed * 1000 + round_number),
+            seed * 1000 + round_number,
+        )
+        old += new
+        points.append(
+            {
+                "labels": len(old),
+                "accuracy": accuracy(model, features, test),
+                "uniform": uniform_so_far,
+            }
+        )
+        print(
+            f"  {preference} {strategy} seed {seed}: {len(old)} labels "
+            f"({uniform_so_far} uniform): test accuracy {points[-1]['accuracy']:.3f}",
+            flush=True,
+        )
+    return {
+        "preference": preference,
+        "strategy": strategy,
+        "seed": seed,
+        "points": points,
+        "seconds": round(time.perf_counter() - started, 1),
+        "test": len(test),
+    }
+
+
+def mean_curve(
+    results: list[dict[str, Any]], preference: str, strategy: str
+) -> list[tuple[int, float, float, int]]:
+    """(labels, mean accuracy, standard error over seeds, seeds) per label count."""
+    runs = [r for r in results if r["preference"] == preference and r["strategy"] == strategy]
+    by_count: dict[int, list[float]] = {}
+    for run in runs:
+        for point in run["points"]:
+            by_count.setdefault(point["labels"], []).append(point["accuracy"])
+    return [
+        (n, statistics.fmean(v), statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0, len(v))
+        for n, v in sorted(by_count.items())
+    ]
+
+
+def labels_to_reach(curve: list[tuple[int, float, float, int]], target: float) -> float | None:
+    """Labels at which a mean curve first reaches ``target`` (linear between counts)."""
+    previous = None
+    for n, acc, _, _ in curve:
+        if acc >= target:
+            if previous is None:
+                return float(n)
+            n0, a0 = previous
+            return n0 + (n - n0) * (target - a0) / (acc - a0)
+        previous = (n, acc)
+    return None
+
+
+def per_seed(results: list[dict[str, Any]], preference: str) -> str:
+    """Per seed: the labels uncertainty needs to reach that seed's uniform final accuracy."""
+    out = []
+    for seed in sorted({r["seed"] for r in results}):
+        runs = {r["strategy"]: r for r in results
+                if r["preference"] == preference and r["seed"] == seed}  # fmt: skip
+        if UNIFORM not in runs or UNCERTAINTY not in runs:
+            continue
+        final = runs[UNIFORM]["points"][-1]
+        curve = [(p["labels"], p["accuracy"], 0.0, 1) for p in runs[UNCERTAINTY]["points"]]
+        needed = labels_to_reach(curve, final["accuracy"])
+        fewer = f"{1 - needed / final['labels']:.0%} fewer" if needed is not None else "not reached"
+        out.append(f"seed {seed}: {final['accuracy']:.3f} -> {fewer}")
+    return "; ".join(out)
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, svg: Path) -> None:
+    from label_efficiency_plot import write_svg
+
+    preferences = sorted({r["preference"] for r in results})
+    curves = {
+        (p, s): mean_curve(results, p, s) for p in preferences for s in (UNIFORM, UNCERTAINTY)
+    }
+    for p in preferences:
+        print(f"\n{p}: test accuracy (mean +- s.e. over seeds; chance {1 / K:.2f})")
+        print("| labels | uniform | uncertainty |\n|---|---|---|")
+        uniform, uncertain = (
+            dict((n, r) for n, *r in curves[p, UNIFORM]),
+            dict((n, r) for n, *r in curves[p, UNCERTAINTY]),
+        )
+        for n in sorted(set(uniform) | set(uncertain)):
+            cells = [
+                f"{r[0]:.3f} +- {r[1]:.3f} ({r[2]})" if (r := d.get(n)) else "-"
+                for d in (uniform, uncertain)
+            ]
+            print(f"| {n} | {cells[0]} | {cells[1]} |")
+        if curves[p, UNIFORM] and curves[p, UNCERTAINTY]:
+            final_n, final_acc = curves[p, UNIFORM][-1][:2]
+            needed = labels_to_reach(curves[p, UNCERTAINTY], final_acc)
+            if needed is None:
+                print(f"uncertainty never reaches uniform's {final_acc:.3f} at {final_n} labels")
+            else:
+                print(
+                    f"uncertainty reaches uniform's {final_acc:.3f} (at {final_n} labels) with "
+                    f"{needed:.0f} labels: {1 - needed / final_n:.0%} fewer (goal: >= 30%)"
+                )
+            print(f"per seed (the same seed's uniform final accuracy): {per_seed(results, p)}")
+    write_svg(curves, preferences, svg)
+    print(f"\nplot: {svg}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pool", type=int, default=400, help="items labels are chosen from")
+    parser.add_argument("--test", type=int, default=200, help="uniform test comparisons")
+    parser.add_argument("--responses", type=int, default=6, help="ended responses per item")
+    parser.add_argument("--counts", default="25,50,75,100,150,200,250")
+    parser.add_argument("--preferences", default="sentiment,length")
+    parser.add_argument("--strategies", default="uniform,uncertainty")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--uniform-share", type=float, default=0.25)
+    parser.add_argument("--pool-factor", type=int, default=2)
+    parser.add_argument("--trainable-layers", type=int, default=2)
+    parser.add_argument("--work", default="var/label-efficiency")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    args.counts = [int(n) for n in args.counts.split(",")]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = work / "results.jsonl"
+    results = [json.loads(line) for line in results_path.open()] if results_path.exists() else []
+    if not args.report_only:
+        items = args.pool + args.test
+        rows = sample_pool(args.pool, args.responses, work / f"pool-{args.responses}.jsonl")
+        rows += sample_pool(args.test, K, work / f"test-{K}.jsonl", seed=10**6)
+        hidden, lengths = trunk_inputs(
+            rows,
+            args.trainable_layers,
+            work / f"trunk-{items}-{args.responses}-top{args.trainable_layers}.pt",
+        )
+        features = Features(rows, hidden, lengths)
+        template = TopBlocksRewardModel(args.trainable_layers)
+        done = {(r["preference"], r["strategy"], r["seed"]) for r in results}
+        for seed in range(args.seeds):
+            for preference in args.preferences.split(","):
+                for strategy in args.strategies.split(","):
+                    if (preference, strategy, seed) in done:
+                        continue
+                    result = run_curve(args, rows, features, template, preference, strategy, seed)
+                    result["config"] = {k: v for k, v in vars(args).items() if k != "report_only"}
+                    results.append(result)
+                    with results_path.open("a") as out:
+                        out.write(json.dumps(result) + "\n")
+    report(results, args, work / "label-efficiency.svg")
+
+
+if __name__ == "__main__":
+    main()
