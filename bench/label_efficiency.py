@@ -31,9 +31,9 @@ import copy
 import json
 import os
 import random
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,12 @@ import django  # noqa: E402
 django.setup()  # labeling.simulation's preferences (no database is used)
 
 import torch  # noqa: E402
+from label_efficiency_report import report  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from labeling.simulation import PREFERENCES  # noqa: E402
+from labeling.textstats import sentiment  # noqa: E402
 from training.ml.config import SamplingConfig, preset  # noqa: E402
 from training.ml.ended import sample_ended_comparisons  # noqa: E402
 from training.ml.labels import bounded_replay  # noqa: E402
@@ -58,7 +60,6 @@ from training.ml.losses import kway_accuracy, kway_reward_loss  # noqa: E402
 from training.ml.models import ScalarHead, load_model, load_tokenizer  # noqa: E402
 from training.ml.selection import (  # noqa: E402
     UNCERTAINTY,
-    UNIFORM,
     rank_by_uncertainty,
     uniform_picks,
     uniform_quota,
@@ -67,6 +68,12 @@ from training.ml.selection import (  # noqa: E402
 MODEL = "embedded:smollm2-135m"
 K = 4
 Example = tuple[tuple[int, ...], int]  # (flat sequence indices of the K responses, best)
+SCORES: dict[str, Callable[[str], float]] = {
+    "sentiment": sentiment,
+    "length": lambda text: float(len(text.strip())),
+}
+"""What each simulated labeler maximizes (labeling/simulation.py): to count tied best samples,
+where its choice is the first shown and carries nothing a reward model can learn."""
 
 
 def prompts() -> list[str]:
@@ -246,6 +253,12 @@ def label(
     return tuple(offsets[item] + j for j in chosen), best
 
 
+def tied(rows: list[dict[str, Any]], preference: str, item: int, chosen: tuple[int, ...]) -> bool:
+    """Whether two or more of the shown samples share the labeler's best score."""
+    scores = [SCORES[preference](rows[item]["responses"][j]) for j in chosen]
+    return scores.count(max(scores)) > 1
+
+
 def run_curve(
     args: argparse.Namespace,
     rows: list[dict[str, Any]],
@@ -266,7 +279,7 @@ def run_curve(
     ]
     labeled: set[int] = set()
     old: list[Example] = []
-    uniform_so_far, points, started = 0, [], time.perf_counter()
+    uniform_so_far, ties, points, started = 0, 0, [], time.perf_counter()
     for round_number, count in enumerate(args.counts):
         wanted = count - len(old)
         unlabeled = [i for i in pool if i not in labeled]
@@ -296,6 +309,7 @@ def run_curve(
             ]
         new = [label(rows, offsets, preference, item, chosen) for item, chosen in picks]
         labeled.update(item for item, _ in picks)
+        ties += sum(tied(rows, preference, item, chosen) for item, chosen in picks)
         retrain(
             model,
             features,
@@ -308,11 +322,13 @@ def run_curve(
                 "labels": len(old),
                 "accuracy": accuracy(model, features, test),
                 "uniform": uniform_so_far,
+                "tied": ties / len(old),
             }
         )
         print(
             f"  {preference} {strategy} seed {seed}: {len(old)} labels "
-            f"({uniform_so_far} uniform): test accuracy {points[-1]['accuracy']:.3f}",
+            f"({uniform_so_far} uniform, {ties} with a tied best): test accuracy "
+            f"{points[-1]['accuracy']:.3f}",
             flush=True,
         )
     return {
@@ -323,85 +339,6 @@ def run_curve(
         "seconds": round(time.perf_counter() - started, 1),
         "test": len(test),
     }
-
-
-def mean_curve(
-    results: list[dict[str, Any]], preference: str, strategy: str
-) -> list[tuple[int, float, float, int]]:
-    """(labels, mean accuracy, standard error over seeds, seeds) per label count."""
-    runs = [r for r in results if r["preference"] == preference and r["strategy"] == strategy]
-    by_count: dict[int, list[float]] = {}
-    for run in runs:
-        for point in run["points"]:
-            by_count.setdefault(point["labels"], []).append(point["accuracy"])
-    return [
-        (n, statistics.fmean(v), statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0, len(v))
-        for n, v in sorted(by_count.items())
-    ]
-
-
-def labels_to_reach(curve: list[tuple[int, float, float, int]], target: float) -> float | None:
-    """Labels at which a mean curve first reaches ``target`` (linear between counts)."""
-    previous = None
-    for n, acc, _, _ in curve:
-        if acc >= target:
-            if previous is None:
-                return float(n)
-            n0, a0 = previous
-            return n0 + (n - n0) * (target - a0) / (acc - a0)
-        previous = (n, acc)
-    return None
-
-
-def per_seed(results: list[dict[str, Any]], preference: str) -> str:
-    """Per seed: the labels uncertainty needs to reach that seed's uniform final accuracy."""
-    out = []
-    for seed in sorted({r["seed"] for r in results}):
-        runs = {r["strategy"]: r for r in results
-                if r["preference"] == preference and r["seed"] == seed}  # fmt: skip
-        if UNIFORM not in runs or UNCERTAINTY not in runs:
-            continue
-        final = runs[UNIFORM]["points"][-1]
-        curve = [(p["labels"], p["accuracy"], 0.0, 1) for p in runs[UNCERTAINTY]["points"]]
-        needed = labels_to_reach(curve, final["accuracy"])
-        fewer = f"{1 - needed / final['labels']:.0%} fewer" if needed is not None else "not reached"
-        out.append(f"seed {seed}: {final['accuracy']:.3f} -> {fewer}")
-    return "; ".join(out)
-
-
-def report(results: list[dict[str, Any]], args: argparse.Namespace, svg: Path) -> None:
-    from label_efficiency_plot import write_svg
-
-    preferences = sorted({r["preference"] for r in results})
-    curves = {
-        (p, s): mean_curve(results, p, s) for p in preferences for s in (UNIFORM, UNCERTAINTY)
-    }
-    for p in preferences:
-        print(f"\n{p}: test accuracy (mean +- s.e. over seeds; chance {1 / K:.2f})")
-        print("| labels | uniform | uncertainty |\n|---|---|---|")
-        uniform, uncertain = (
-            dict((n, r) for n, *r in curves[p, UNIFORM]),
-            dict((n, r) for n, *r in curves[p, UNCERTAINTY]),
-        )
-        for n in sorted(set(uniform) | set(uncertain)):
-            cells = [
-                f"{r[0]:.3f} +- {r[1]:.3f} ({r[2]})" if (r := d.get(n)) else "-"
-                for d in (uniform, uncertain)
-            ]
-            print(f"| {n} | {cells[0]} | {cells[1]} |")
-        if curves[p, UNIFORM] and curves[p, UNCERTAINTY]:
-            final_n, final_acc = curves[p, UNIFORM][-1][:2]
-            needed = labels_to_reach(curves[p, UNCERTAINTY], final_acc)
-            if needed is None:
-                print(f"uncertainty never reaches uniform's {final_acc:.3f} at {final_n} labels")
-            else:
-                print(
-                    f"uncertainty reaches uniform's {final_acc:.3f} (at {final_n} labels) with "
-                    f"{needed:.0f} labels: {1 - needed / final_n:.0%} fewer (goal: >= 30%)"
-                )
-            print(f"per seed (the same seed's uniform final accuracy): {per_seed(results, p)}")
-    write_svg(curves, preferences, svg)
-    print(f"\nplot: {svg}")
 
 
 def main() -> None:
@@ -447,7 +384,7 @@ def main() -> None:
                     results.append(result)
                     with results_path.open("a") as out:
                         out.write(json.dumps(result) + "\n")
-    report(results, args, work / "label-efficiency.svg")
+    report(results, work / "label-efficiency.svg")
 
 
 if __name__ == "__main__":
