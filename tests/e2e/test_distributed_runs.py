@@ -153,9 +153,15 @@ def test_a_killed_rank_fails_the_run_and_the_next_tick_resumes_it(tiny_model_pat
     # The failed run published nothing. (The next tick may already have resumed it and
     # published v1 on a fast machine: that run is checked below.)
     assert doomed.policy_version_id is None
-    assert not PolicyVersion.objects.filter(task=task, number=1).exclude(
-        pk__in=TrainingRun.objects.filter(task=task, status="succeeded").values("policy_version")
-    ).exists()
+    assert (
+        not PolicyVersion.objects.filter(task=task, number=1)
+        .exclude(
+            pk__in=TrainingRun.objects.filter(task=task, status="succeeded").values(
+                "policy_version"
+            )
+        )
+        .exists()
+    )
 
     version = wait_for(
         lambda: PolicyVersion.objects.filter(task=task, number=1).first(), 600, "v1", workers

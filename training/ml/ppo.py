@@ -146,7 +146,9 @@ def train_policy(
         (lambda u: max(0.0, 1.0 - u / total_updates)) if config.lr_decay else (lambda u: 1.0),
     )
     kl_ctl: AdaptiveKLController | FixedKLController = (
-        AdaptiveKLController(config.init_kl_coef, config.kl_target, config.horizon())
+        AdaptiveKLController(
+            config.init_kl_coef, config.kl_target, config.horizon(), config.kl_hold_until_target
+        )
         if config.adaptive_kl
         else FixedKLController(config.init_kl_coef)
     )

@@ -76,6 +76,24 @@ def test_adaptive_kl_controller_updates():
     assert restored.value == ctl.value
 
 
+def test_adaptive_kl_controller_holds_beta_until_the_kl_first_reaches_the_target():
+    ctl = AdaptiveKLController(0.15, target=4.0, horizon=64, hold_until_target=True)
+    ctl.update(current_kl=0.5, n_steps=32)  # under target, never reached: held
+    ctl.update(current_kl=3.6, n_steps=32)
+    assert ctl.value == 0.15
+    ctl.update(current_kl=4.4, n_steps=32)  # error +0.1 over half the horizon: +5%
+    assert ctl.value == pytest.approx(0.15 * 1.05)
+    ctl.update(current_kl=3.6, n_steps=32)  # reached once: now it falls, -5%
+    assert ctl.value == pytest.approx(0.15 * 1.05 * 0.95)
+    restored = AdaptiveKLController(0.15, 4.0, 64, hold_until_target=True)
+    restored.load_state_dict(ctl.state_dict())  # a resumed run keeps "reached"
+    restored.update(current_kl=2.0, n_steps=32)  # error -0.5 clipped to -0.2: -10%
+    assert restored.value == pytest.approx(0.15 * 1.05 * 0.95 * 0.9)
+    plain = AdaptiveKLController(0.15, target=4.0, horizon=64)
+    plain.update(current_kl=0.5, n_steps=32)  # the reference controller falls at once
+    assert plain.value == pytest.approx(0.15 * 0.9)
+
+
 def test_kl_penalized_rewards_put_score_at_last_token():
     logp = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]])
     ref = torch.tensor([[-1.5, -2.0, -2.0], [-2.0, -2.0, -2.0]])
