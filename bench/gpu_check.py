@@ -80,7 +80,7 @@ def build(args: argparse.Namespace, directory: Path):  # -> (config, model dims,
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from training.ml.config import preset
+    from training.ml.presets import preset
 
     config = preset("paper")
     if args.tiny:

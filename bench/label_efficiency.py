@@ -53,11 +53,12 @@ from tqdm import tqdm  # noqa: E402
 
 from labeling.simulation import PREFERENCES  # noqa: E402
 from labeling.textstats import sentiment  # noqa: E402
-from training.ml.config import SamplingConfig, preset  # noqa: E402
+from training.ml.config import SamplingConfig  # noqa: E402
 from training.ml.ended import sample_ended_comparisons  # noqa: E402
 from training.ml.labels import bounded_replay  # noqa: E402
 from training.ml.losses import kway_accuracy, kway_reward_loss  # noqa: E402
 from training.ml.models import ScalarHead, load_model, load_tokenizer  # noqa: E402
+from training.ml.presets import preset  # noqa: E402
 from training.ml.selection import (  # noqa: E402
     UNCERTAINTY,
     rank_by_uncertainty,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from training.ml.config import PRESETS, TrainingConfig
+from training.ml.config import TrainingConfig
+from training.ml.presets import PRESETS
 from training.schedule import Schedule
 
 if TYPE_CHECKING:  # importable without Django (the demo's make_comparisons script)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import TaskFactory
-from training.ml.config import preset
+from training.ml.presets import preset
 from training.task_settings import DEFAULT_PRESET, config_from_task_fields, training_config
 
 pytestmark = pytest.mark.django_db

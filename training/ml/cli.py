@@ -21,7 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .config import PRESETS, TrainingConfig
+from .config import TrainingConfig
+from .presets import PRESETS
 
 
 def read_queries(path: str | Path) -> list[str]:

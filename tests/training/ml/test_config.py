@@ -1,6 +1,7 @@
 import pytest
 
-from training.ml.config import PRESETS, TrainingConfig, preset
+from training.ml.config import TrainingConfig
+from training.ml.presets import PRESETS, preset
 
 
 @pytest.mark.parametrize("name", PRESETS)

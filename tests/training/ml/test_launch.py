@@ -17,8 +17,8 @@ from tests.training.ml.test_ppo import QUERIES
 from tests.training.ml.test_reward import synthetic_labels
 from training.ml import launch
 from training.ml.checkpoint import latest_checkpoint
-from training.ml.config import preset
 from training.ml.models import load_model
+from training.ml.presets import preset
 from training.ml.reward import load_reward_model, score_token_ids
 
 ROOT = Path(__file__).resolve().parents[3]

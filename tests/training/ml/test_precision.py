@@ -9,9 +9,10 @@ import torch
 from tests.training.ml.test_ppo import QUERIES, SAMPLING, good_fraction, tiny_config
 from tests.training.ml.test_reward import synthetic_labels
 from training.ml import precision
-from training.ml.config import PPOConfig, RewardConfig, preset
+from training.ml.config import PPOConfig, RewardConfig
 from training.ml.losses import logprobs_from_logits, ppo_policy_loss, ppo_value_loss
 from training.ml.models import PolicyWithValue, load_model
+from training.ml.presets import preset
 
 CPU = torch.device("cpu")
 
