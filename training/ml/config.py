@@ -1,4 +1,4 @@
-"""Training settings as validated dataclasses, plus named presets.
+"""Training settings as validated dataclasses (the named presets: presets.py).
 
 This module imports neither torch nor Django: the web process (Django admin) calls
 :func:`TrainingConfig.from_dict` to validate a task's training settings stored as JSON.
@@ -9,8 +9,6 @@ Layout of the JSON object (every key optional, missing keys take the defaults)::
      "selection": {...SelectionConfig...}}
 
 Unknown keys and bad values raise ``ValueError`` with the dotted path of the offending field.
-The named presets (``cpu-tiny``, ``cpu-small``, ``paper``, the summarization ones) are in
-presets.py.
 """
 
 from __future__ import annotations
