@@ -16,14 +16,10 @@ from typing import IO
 from django.db import transaction
 
 from labeling import tokens
-from labeling.importers import (
-    ImportFileError,
-    SourceRow,
-    parse_sources_csv,
-    parse_sources_jsonl,
-)
+from labeling.importers import ImportFileError
 from labeling.models import Prompt, Task
 from labeling.services.imports import BATCH_SIZE, ImportResult, batches
+from labeling.source_importers import SourceRow, parse_sources_csv, parse_sources_jsonl
 from labeling.summaries import QueryTooLong, fit_query
 
 
