@@ -24,8 +24,8 @@ from labeling.textstats import copy_fraction, sentiment
 Preference = Callable[[str, Sequence[str], random.Random], int]
 
 
-def _argmax(scores: Sequence[float]) -> int:
-    best = max(scores)
+def _argmax(scores: Sequence[float] | Sequence[tuple[float, ...]]) -> int:
+    best = max(scores)  # type: ignore[type-var]
     return next(i for i, s in enumerate(scores) if s == best)
 
 
@@ -37,13 +37,19 @@ def prefer_length(prompt: str, samples: Sequence[str], rng: random.Random) -> in
     return _argmax([float(len(s.strip())) for s in samples])
 
 
+def _copying(prompt: str, sample: str) -> tuple[float, float]:
+    """Copied word 3-grams, then copied words: most samples copy no 3-gram at all, and a tie
+    broken by position would be a label about nothing."""
+    return copy_fraction(prompt, sample), copy_fraction(prompt, sample, n=1)
+
+
 def prefer_copy(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
-    return _argmax([copy_fraction(prompt, s) for s in samples])
+    return _argmax([_copying(prompt, s) for s in samples])
 
 
 def prefer_novelty(prompt: str, samples: Sequence[str], rng: random.Random) -> int:
     """The least copied sample (the paper's researchers' view of a good summary)."""
-    return _argmax([-copy_fraction(prompt, s) for s in samples])
+    return _argmax([tuple(-x for x in _copying(prompt, s)) for s in samples])
 
 
 def prefer_random(prompt: str, samples: Sequence[str], rng: random.Random) -> int:

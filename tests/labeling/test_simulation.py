@@ -4,7 +4,13 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import Label
-from labeling.simulation import prefer_copy, prefer_length, prefer_random, prefer_sentiment
+from labeling.simulation import (
+    prefer_copy,
+    prefer_length,
+    prefer_novelty,
+    prefer_random,
+    prefer_sentiment,
+)
 from labeling.textstats import sentiment
 from research.analytics.features import ComparisonView, raw_features
 from tests.factories import ComparisonFactory, TaskFactory
@@ -26,6 +32,16 @@ def test_length_prefers_the_longest_sample_first_on_ties():
 def test_copy_preference_picks_the_most_copied_sample():
     prompt = "the cat sat on the mat today"
     assert prefer_copy(prompt, ["a dog ran", "the cat sat on it"], RNG) == 1
+
+
+def test_copy_and_novelty_break_3_gram_ties_by_copied_words_not_by_position():
+    prompt = "the council approved the new budget on monday"
+    samples = ["a storm hit", "budget news today", "the council met", "rain fell"]
+    # No sample copies a 3-gram; "the council met" copies 2 of 3 words, "a storm hit" none.
+    assert prefer_copy(prompt, samples, RNG) == 2
+    assert prefer_novelty(prompt, samples, RNG) == 0
+    assert prefer_novelty(prompt, samples[1:], RNG) == 2
+    assert prefer_copy(prompt, ["the council approved it", "the council met"], RNG) == 0
 
 
 def test_the_simulated_copier_prefers_what_the_drift_detector_calls_copied():
