@@ -61,10 +61,13 @@ def copied_of_version(
     )
     rows = [(s.query, r, e) for s in samples for r, e in zip(s.responses, s.ended, strict=True)]
     copied = [copy_fraction(query, r) for query, r, _ in rows]
+    copied_words = [copy_fraction(query, r, n=1) for query, r, _ in rows]
     ended_copied = [c for c, (_, _, e) in zip(copied, rows, strict=True) if e]
     return {
         "copied": round(statistics.fmean(copied), 4),
         "copied_se": round(statistics.stdev(copied) / math.sqrt(len(copied)), 4),
+        "copied_words": round(statistics.fmean(copied_words), 4),
+        "copied_words_se": round(statistics.stdev(copied_words) / math.sqrt(len(rows)), 4),
         "copied_ended_only": round(statistics.fmean(ended_copied), 4) if ended_copied else None,
         "words": round(statistics.fmean(len(words(r)) for _, r, _ in rows), 1),
         "ended": round(sum(e for *_, e in rows) / len(rows), 3),
@@ -241,10 +244,10 @@ def both(args: argparse.Namespace, passthrough: list[str]) -> None:
             continue
         b, a = result["before"], result["after"]
         print(
-            f"{preference:8} labels {result['labels_used']:4} episodes {result['episodes']:4}: "
+            f"{preference:8} labels {result['labels_in_task']:4} episodes {result['episodes']:4}: "
             f"copied {b['copied']:.3f} ± {b['copied_se']:.3f} -> {a['copied']:.3f} ± "
             f"{a['copied_se']:.3f} (change {result['change']:+.3f} ± {result['change_se']:.3f}), "
-            f"KL {result['kl']}"
+            f"KL {result['kl']}; copied words {b['copied_words']:.3f} -> {a['copied_words']:.3f}"
         )
 
 
