@@ -15,7 +15,10 @@ vs by ``uncertainty`` (training/ml/selection.py), with simulated labelers, offli
    items). ``uniform`` labels random items' first K responses; ``uncertainty`` keeps
    ``--uniform-share`` uniform (as the loop does) and picks the rest among ``--pool-factor``
    times as many random unlabeled items by the entropy of the reward model's K-way choice
-   distribution over their best K-set. Its first round is uniform (no reward model yet).
+   distribution over their best K-set; ``disagreement`` the same way by an ensemble's
+   disagreement (``--members`` heads over the shared top blocks, each on its own bootstrap
+   weights: the mutual information between choice and member, which is 0 where the members
+   agree, ties included). The selective strategies' first round is uniform (no reward model).
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python bench/label_efficiency.py --seeds 3
 
@@ -47,7 +50,7 @@ import django  # noqa: E402
 django.setup()  # labeling.simulation's preferences (no database is used)
 
 import torch  # noqa: E402
-from label_efficiency_report import report  # noqa: E402
+from label_efficiency_report import DISAGREEMENT, report  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -56,11 +59,16 @@ from labeling.textstats import sentiment  # noqa: E402
 from training.ml.config import SamplingConfig  # noqa: E402
 from training.ml.ended import sample_ended_comparisons  # noqa: E402
 from training.ml.labels import bounded_replay  # noqa: E402
-from training.ml.losses import kway_accuracy, kway_reward_loss  # noqa: E402
-from training.ml.models import ScalarHead, load_model, load_tokenizer  # noqa: E402
+from training.ml.losses import (  # noqa: E402
+    bootstrap_weights,
+    ensemble_kway_loss,
+    kway_accuracy,
+)
+from training.ml.models import load_model, load_tokenizer  # noqa: E402
 from training.ml.presets import preset  # noqa: E402
 from training.ml.selection import (  # noqa: E402
     UNCERTAINTY,
+    rank_by_disagreement,
     rank_by_uncertainty,
     uniform_picks,
     uniform_quota,
@@ -158,28 +166,36 @@ def trunk_inputs(rows: list[dict[str, Any]], layers: int, path: Path) -> tuple[T
 
 
 class TopBlocksRewardModel(nn.Module):
-    """The top blocks, the final norm and a scalar head read at the last token, over cached
-    trunk hidden states: what the cpu-small reward preset trains (the trunk below is frozen,
-    so its output does not change)."""
+    """The top blocks, the final norm and a head read at the last token, over cached trunk
+    hidden states: what the cpu-small reward preset trains (the trunk below is frozen, so its
+    output does not change). ``members`` > 1: an ensemble of that many linear heads over the
+    shared top blocks, each trained on its own bootstrap weights; the reward is their mean."""
 
-    def __init__(self, layers: int) -> None:
+    def __init__(self, layers: int, members: int = 1) -> None:
         super().__init__()
         top = load_model(MODEL, device="cpu").model
         top.layers = nn.ModuleList(list(top.layers)[-layers:])
         top.config.num_hidden_layers = layers
         top.embed_tokens = None
         self.top = top
-        self.head = ScalarHead(top.config.hidden_size)
+        self.head = nn.Linear(top.config.hidden_size, members)
+        self.reset_head()
 
-    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
-        """hidden: (N, T, H) cached trunk states; lengths: (N,). Returns raw rewards (N,)."""
+    def reset_head(self) -> None:
+        nn.init.normal_(self.head.weight, std=1.0 / (self.head.in_features + 1) ** 0.5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, hidden: Tensor, lengths: Tensor, members: bool = False) -> Tensor:
+        """hidden: (N, T, H) cached trunk states; lengths: (N,). Returns raw rewards (N,), the
+        members' mean, or each member's (N, E)."""
         width = int(lengths.max())
         mask = (torch.arange(width)[None, :] < lengths[:, None]).long()  # (N, T), right-padded
         out = self.top(
             inputs_embeds=hidden[:, :width].float(), attention_mask=mask, use_cache=False
         )
         last = out.last_hidden_state[torch.arange(len(lengths)), lengths - 1]  # (N, H)
-        return self.head(last)
+        each = self.head(last)  # (N, E)
+        return each if members else each.mean(-1)
 
 
 class Features:
@@ -191,26 +207,39 @@ class Features:
         sizes = [len(r["response_token_ids"]) for r in rows]
         self.offsets = [sum(sizes[:i]) for i in range(len(rows))]
 
-    def rewards(self, model: nn.Module, sequences: list[int], batch: int = 64) -> Tensor:
+    def rewards(
+        self, model: nn.Module, sequences: list[int], batch: int = 64, members: bool = False
+    ) -> Tensor:
+        """Raw rewards (N,), or each member's (N, E)."""
         with torch.no_grad():
             return torch.cat(
                 [
                     model(
                         self.hidden[sequences[s : s + batch]],
                         self.lengths[sequences[s : s + batch]],
+                        members,
                     )
                     for s in range(0, len(sequences), batch)
                 ]
             )
 
-    def kway(self, model: nn.Module, examples: list[Example]) -> Tensor:
+    def kway(self, model: nn.Module, examples: list[Example], members: bool = False) -> Tensor:
+        """(B, K) rewards, or (B, K, E) with each member's."""
         flat = [i for sequences, _ in examples for i in sequences]
-        return model(self.hidden[flat], self.lengths[flat]).view(len(examples), K)  # (B, K)
+        out = model(self.hidden[flat], self.lengths[flat], members)
+        return out.view(len(examples), K, -1) if members else out.view(len(examples), K)
 
 
-def retrain(model: nn.Module, features: Features, examples: list[Example], seed: int) -> None:
+def retrain(
+    model: TopBlocksRewardModel,
+    features: Features,
+    examples: list[Example],
+    seed: int,
+    bootstrap_seed: int,
+) -> None:
     """One pass of the cpu-small reward preset's training over ``examples`` (lr 5e-4, batch 8,
-    linear decay to 0 within the retrain, as training/ml/reward.py)."""
+    linear decay to 0 within the retrain, as training/ml/reward.py); an ensemble's members
+    each on their bootstrap weights (drawn per label: the same across retrains)."""
     config = preset("cpu-small").reward
     examples = list(examples)
     random.Random(seed).shuffle(examples)
@@ -223,7 +252,10 @@ def retrain(model: nn.Module, features: Features, examples: list[Example], seed:
     model.train()
     for batch in batches:
         best = torch.tensor([b for _, b in batch])
-        kway_reward_loss(features.kway(model, batch), best).backward()
+        weights = bootstrap_weights(
+            [seq[0] for seq, _ in batch], model.head.out_features, bootstrap_seed
+        )
+        ensemble_kway_loss(features.kway(model, batch, members=True), best, weights).backward()
         optimizer.step()
         decay.step()
         optimizer.zero_grad(set_to_none=True)
@@ -273,8 +305,7 @@ def run_curve(
     rng = random.Random(f"{seed}-{preference}")  # round 1 is the same for both strategies
     torch.manual_seed(seed)
     model = copy.deepcopy(template)
-    head = model.head.linear
-    nn.init.normal_(head.weight, std=1.0 / (head.in_features + 1) ** 0.5)
+    model.reset_head()
     test = [
         label(rows, offsets, preference, i, tuple(range(K))) for i in range(args.pool, len(rows))
     ]
@@ -284,7 +315,7 @@ def run_curve(
     for round_number, count in enumerate(args.counts):
         wanted = count - len(old)
         unlabeled = [i for i in pool if i not in labeled]
-        uncertain = strategy == UNCERTAINTY and round_number > 0
+        uncertain = strategy in (UNCERTAINTY, DISAGREEMENT) and round_number > 0
         n_uniform = (
             wanted
             if not uncertain
@@ -302,12 +333,15 @@ def run_curve(
         if wanted > n_uniform:
             rest = [i for i in unlabeled if i not in {p for p, _ in picks}]
             candidates = rng.sample(rest, min(len(rest), args.pool_factor * (wanted - n_uniform)))
-            flat = features.rewards(model, [offsets[i] + j for i in candidates for j in range(c)])
-            per_item = flat.view(len(candidates), c).tolist()
-            picks += [
-                (candidates[r.candidate], r.responses)
-                for r in rank_by_uncertainty(per_item, K, wanted - n_uniform)
-            ]
+            sequences = [offsets[i] + j for i in candidates for j in range(c)]
+            if strategy == DISAGREEMENT:
+                each = features.rewards(model, sequences, members=True)  # (n*c, E)
+                per_member = each.view(len(candidates), c, -1).transpose(1, 2).tolist()
+                ranked = rank_by_disagreement(per_member, K, wanted - n_uniform)
+            else:
+                per_item = features.rewards(model, sequences).view(len(candidates), c).tolist()
+                ranked = rank_by_uncertainty(per_item, K, wanted - n_uniform)
+            picks += [(candidates[r.candidate], r.responses) for r in ranked]
         new = [label(rows, offsets, preference, item, chosen) for item, chosen in picks]
         labeled.update(item for item, _ in picks)
         ties += sum(tied(rows, preference, item, chosen) for item, chosen in picks)
@@ -316,6 +350,7 @@ def run_curve(
             features,
             bounded_replay(old, new, 1.0, seed * 1000 + round_number),
             seed * 1000 + round_number,
+            bootstrap_seed=seed,
         )
         old += new
         points.append(
@@ -335,6 +370,7 @@ def run_curve(
     return {
         "preference": preference,
         "strategy": strategy,
+        "members": model.head.out_features,
         "seed": seed,
         "points": points,
         "seconds": round(time.perf_counter() - started, 1),
@@ -349,7 +385,14 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=6, help="ended responses per item")
     parser.add_argument("--counts", default="25,50,75,100,150,200,250")
     parser.add_argument("--preferences", default="sentiment,length")
-    parser.add_argument("--strategies", default="uniform,uncertainty")
+    parser.add_argument(
+        "--strategies",
+        default="uniform,uncertainty",
+        help="of uniform, uncertainty (entropy), disagreement (the ensemble's; --members > 1)",
+    )
+    parser.add_argument(
+        "--members", type=int, default=1, help="reward heads (an ensemble) for every strategy"
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--uniform-share", type=float, default=0.25)
     parser.add_argument("--pool-factor", type=int, default=2)
@@ -358,10 +401,13 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     args.counts = [int(n) for n in args.counts.split(",")]
+    if DISAGREEMENT in args.strategies.split(",") and args.members < 2:
+        parser.error("disagreement needs an ensemble: --members 2 or more")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results_path = work / "results.jsonl"
+    suffix = f"-members{args.members}" if args.members > 1 else ""
+    results_path = work / f"results{suffix}.jsonl"
     results = [json.loads(line) for line in results_path.open()] if results_path.exists() else []
     if not args.report_only:
         items = args.pool + args.test
@@ -373,7 +419,7 @@ def main() -> None:
             work / f"trunk-{items}-{args.responses}-top{args.trainable_layers}.pt",
         )
         features = Features(rows, hidden, lengths)
-        template = TopBlocksRewardModel(args.trainable_layers)
+        template = TopBlocksRewardModel(args.trainable_layers, args.members)
         done = {(r["preference"], r["strategy"], r["seed"]) for r in results}
         for seed in range(args.seeds):
             for preference in args.preferences.split(","):
@@ -385,7 +431,7 @@ def main() -> None:
                     results.append(result)
                     with results_path.open("a") as out:
                         out.write(json.dumps(result) + "\n")
-    report(results, work / "label-efficiency.svg")
+    report(results, work / f"label-efficiency{suffix}.svg")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 Curve = list[tuple[int, float, float, int]]  # (labels, mean, standard error, seeds)
-COLORS = {"uniform": "#1f77b4", "uncertainty": "#d62728"}
+COLORS = {"uniform": "#1f77b4", "uncertainty": "#d62728", "disagreement": "#2ca02c"}
 WIDTH, HEIGHT, MARGIN = 420, 300, 50
 
 

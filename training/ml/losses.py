@@ -4,6 +4,9 @@ normalization."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,6 +18,35 @@ def kway_reward_loss(rewards: Tensor, best: Tensor) -> Tensor:
     rewards: (B, K) scalar rewards; best: (B,) chosen index in [0, K). Returns the mean loss.
     """
     return F.cross_entropy(rewards, best)
+
+
+def ensemble_kway_loss(member_rewards: Tensor, best: Tensor, weights: Tensor) -> Tensor:
+    """The K-way loss of each ensemble member on its bootstrap weights, averaged over labels and
+    members. member_rewards: (B, K, E); best: (B,); weights: (B, E) (all ones: every member
+    trains on every label, and with E = 1 this is :func:`kway_reward_loss`)."""
+    per_label = F.cross_entropy(
+        member_rewards.permute(0, 2, 1).reshape(-1, member_rewards.shape[1]),  # (B*E, K)
+        best.repeat_interleave(member_rewards.shape[2]),  # (B*E,)
+        reduction="none",
+    ).view(weights.shape)  # (B, E)
+    return (per_label * weights).mean()
+
+
+def bootstrap_weights(keys: Sequence[int | str], members: int, seed: int) -> Tensor:
+    """Double-or-nothing bootstrap weights (B, E): each member trains on about half the labels,
+    each counted twice, drawn per (label key, member) so that a label keeps its weights across
+    retrains and data-parallel ranks. One member: all ones."""
+    if members == 1:
+        return torch.ones(len(keys), 1)
+    return torch.tensor(
+        [
+            [
+                2.0 * random.Random(f"{seed}-{key}-{member}").getrandbits(1)
+                for member in range(members)
+            ]
+            for key in keys
+        ]
+    )
 
 
 def kway_accuracy(rewards: Tensor, best: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ the entropy without changing what the model believes).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -100,6 +101,78 @@ def rank_by_uncertainty(rewards: Sequence[Sequence[float]], k: int, n: int) -> l
     K-set has the highest choice entropy, most uncertain first; ties keep candidate order."""
     scored = [
         Ranked(i, *best_k_subset(values, k)) for i, values in enumerate(rewards) if len(values) >= k
+    ]
+    scored.sort(key=lambda r: (-r.entropy, r.candidate))
+    return scored[: max(0, n)]
+
+
+def choice_distribution(rewards: Sequence[float]) -> list[float]:
+    """softmax(rewards): the K-way choice probabilities the K-way loss trains."""
+    top = max(rewards)
+    weights = [math.exp(r - top) for r in rewards]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _entropy(probabilities: Sequence[float]) -> float:
+    return -sum(p * math.log(p) for p in probabilities if p > 0)
+
+
+def disagreement(member_rewards: Sequence[Sequence[float]]) -> float:
+    """How much an ensemble's members disagree about one K-set (``member_rewards[e]``: member
+    e's raw rewards of the K responses): the mutual information between the choice and the
+    member, H(mean of the members' choice distributions) - mean of their entropies (nats).
+    0 when every member holds the same distribution, a flat one included: a K-set whose
+    responses the members agree are equal (a tie no label can teach) is not worth a label,
+    although its choice entropy is the highest there is."""
+    if not member_rewards or not member_rewards[0]:
+        raise ValueError("no rewards")
+    distributions = [choice_distribution(r) for r in member_rewards]
+    mean = [sum(column) / len(distributions) for column in zip(*distributions, strict=True)]
+    spread = _entropy(mean) - sum(map(_entropy, distributions)) / len(distributions)
+    return max(0.0, spread)  # rounding can leave -1e-17
+
+
+MAX_SUBSETS = 500
+"""Above this many K-sets per prompt, :func:`most_disputed_k_subset` looks only at the runs
+of K consecutive responses in order of the members' mean reward."""
+
+
+def most_disputed_k_subset(
+    member_rewards: Sequence[Sequence[float]], k: int
+) -> tuple[tuple[int, ...], float]:
+    """The K of a prompt's C candidate responses the members disagree about most
+    (``member_rewards``: E rows of C raw rewards), as indices in sampling order, and that
+    disagreement. Every K-set is tried (up to :data:`MAX_SUBSETS`); ties go to the first in
+    lexicographic order."""
+    count = len(member_rewards[0]) if member_rewards else 0
+    if not 1 <= k <= count:
+        raise ValueError(f"need at least K={k} rewards, got {count}")
+    if math.comb(count, k) <= MAX_SUBSETS:
+        subsets: list[tuple[int, ...]] = list(itertools.combinations(range(count), k))
+    else:
+        mean = [sum(column) / len(member_rewards) for column in zip(*member_rewards, strict=True)]
+        order = sorted(range(count), key=lambda i: (mean[i], i))
+        subsets = [tuple(sorted(order[s : s + k])) for s in range(count - k + 1)]
+    best: tuple[tuple[int, ...], float] | None = None
+    for subset in subsets:
+        value = disagreement([[member[i] for i in subset] for member in member_rewards])
+        if best is None or value > best[1] + 1e-12:
+            best = (subset, value)
+    assert best is not None
+    return best
+
+
+def rank_by_disagreement(
+    member_rewards: Sequence[Sequence[Sequence[float]]], k: int, n: int
+) -> list[Ranked]:
+    """The ``n`` candidates (``member_rewards[i][e]``: member e's raw rewards of candidate i's
+    responses) whose most disputed K-set has the highest disagreement, most disputed first;
+    ties keep candidate order. ``Ranked.entropy`` holds the disagreement."""
+    scored = [
+        Ranked(i, *most_disputed_k_subset(members, k))
+        for i, members in enumerate(member_rewards)
+        if members and len(members[0]) >= k
     ]
     scored.sort(key=lambda r: (-r.entropy, r.candidate))
     return scored[: max(0, n)]

@@ -156,3 +156,34 @@ def test_penalized_advantages_ignore_tokens_after_the_end():
         1, torch.tensor([[2], [4], [0]]), scores[:, None]
     )
     assert kept.mean().item() == pytest.approx(raw[mask.bool()].mean().item(), abs=1e-5)
+
+
+def test_ensemble_kway_loss_weights_each_member_on_its_own_labels():
+    from training.ml.losses import ensemble_kway_loss
+
+    rewards = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]])  # (B=1, K=3, E=2)
+    best = torch.tensor([1])
+    member0 = kway_reward_loss(rewards[..., 0], best)
+    member1 = kway_reward_loss(rewards[..., 1], best)
+    ones = torch.ones(1, 2)
+    both = (member0 + member1) / 2
+    assert ensemble_kway_loss(rewards, best, ones) == pytest.approx(both.item())
+    # A member weighted 0 contributes nothing: the loss is the other member's, doubled, halved.
+    only1 = torch.tensor([[0.0, 2.0]])
+    assert ensemble_kway_loss(rewards, best, only1) == pytest.approx(member1.item())
+    # One member, unit weights: the plain K-way loss.
+    single = rewards[..., :1]
+    assert ensemble_kway_loss(single, best, torch.ones(1, 1)) == pytest.approx(member0.item())
+
+
+def test_bootstrap_weights_are_per_label_and_member_stable_and_about_half():
+    from training.ml.losses import bootstrap_weights
+
+    weights = bootstrap_weights(list(range(400)), 4, seed=0)
+    assert weights.shape == (400, 4) and set(weights.unique().tolist()) == {0.0, 2.0}
+    assert 0.4 < (weights > 0).float().mean().item() < 0.6
+    assert not torch.equal(weights[:, 0], weights[:, 1])  # members see different labels
+    # The same label gets the same weights whatever batch or rank it arrives in.
+    assert torch.equal(bootstrap_weights([7, 3], 4, seed=0), weights[[7, 3]])
+    assert not torch.equal(bootstrap_weights(list(range(400)), 4, seed=1), weights)
+    assert torch.equal(bootstrap_weights([1, 2], 1, seed=0), torch.ones(2, 1))
