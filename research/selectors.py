@@ -35,6 +35,7 @@ from training.models import (
     RewardModelVersion,
     TrainingRun,
 )
+from training.task_settings import training_config
 
 CACHE_SECONDS = 6 * 3600
 DRIFT_MAX_LABELS = 5000
@@ -311,6 +312,8 @@ class SelectionSummary:
     uncertainty: bool
     uniform_share: float
     """The task's setting (applies with the uncertainty strategy)."""
+    measure: str
+    """With uncertainty: ``entropy`` or ``disagreement`` (of the reward model's ensemble)."""
     comparisons: dict[str, int]
     """Sampled (non-gold) comparisons per selection, over all policy versions."""
     accuracy: dict[str, SelectionAccuracy]
@@ -388,6 +391,7 @@ def selection_summary(*, task: Task) -> SelectionSummary:
         strategy=task.get_selection_strategy_display(),
         uncertainty=task.selection_strategy == SelectionStrategy.UNCERTAINTY,
         uniform_share=task.uniform_share,
+        measure=training_config(task).selection.measure,
         comparisons={str(k): int(v) for k, v in counts.items()},
         accuracy=_cached(key, compute),
     )

@@ -6,7 +6,9 @@ labelers see), chosen by the task's selection strategy (training/ml/selection.py
   distribution);
 - ``uncertainty``, once a reward model exists: ``pool_factor`` times as many prompts as
   comparisons wanted, each with ``responses_per_prompt`` ended responses, scored by the
-  latest reward model; the prompts and K-sets with the highest choice entropy are kept. The
+  latest reward model; the prompts and K-sets with the highest choice entropy (or, with the
+  ``disagreement`` measure, the most disputed among the reward model's ensemble members) are
+  kept. The
   task's uniform share of the version's comparisons is still sampled uniformly (and scored,
   so the dashboard can measure the reward model on them before they are labeled).
 """
@@ -27,7 +29,15 @@ from training.ml.ended import CANDIDATES_PER_K, candidates_for, sample_ended_com
 from training.ml.models import model_device
 from training.ml.reward import score_token_ids
 from training.ml.sampling import Sample
-from training.ml.selection import UNCERTAINTY, rank_by_uncertainty, uniform_quota
+from training.ml.selection import (
+    DISAGREEMENT,
+    ENTROPY,
+    UNCERTAINTY,
+    Ranked,
+    rank_by_disagreement,
+    rank_by_uncertainty,
+    uniform_quota,
+)
 from training.model_cache import cached_model, cached_reward_model, policy_model_path
 from training.models import PolicyVersion, RewardModelVersion
 from training.task_settings import training_config
@@ -97,7 +107,7 @@ def sample_comparisons(task_id: int, policy_version_id: int, n: int) -> int:
         per_prompt = config.selection.responses_for(config.sampling.k)
         pool = config.selection.pool_factor
         created += job.top_up(wanted - uniform, per_prompt, pool, job.choose_by_uncertainty)
-    entropy = f", mean entropy {statistics.fmean(job.entropies):.3f}" if job.entropies else ""
+    entropy = f", mean {job.measure} {statistics.fmean(job.entropies):.3f}" if job.entropies else ""
     logger.info(
         "task %s: policy v%d: %d comparisons of %d ended responses from %d candidates "
         "(%.0f%% ended, %d rounds, %d prompts dropped) in %.1f s; %d uniform, %d by "
@@ -193,10 +203,17 @@ class _Job:
         self, kept: list[tuple[Prompt, Sample]], wanted: int
     ) -> list[services.SampledComparison]:
         """The ``wanted`` prompts whose best K-set has the highest choice entropy under the
-        reward model, with that K-set."""
+        reward model (or the most disputed K-set, by the ``disagreement`` measure), with that
+        K-set."""
         every = [(s, tuple(range(len(s.responses)))) for _, s in kept]
-        raw = [r or [] for r in self._rewards(every, normalized=False)]
-        ranked = rank_by_uncertainty(raw, self.config.sampling.k, wanted)
+        k = self.config.sampling.k
+        ranked: list[Ranked]
+        if self.measure == DISAGREEMENT:
+            members = self._member_rewards(every)
+            ranked = rank_by_disagreement(members, k, wanted)
+        else:
+            raw = [r or [] for r in self._rewards(every, normalized=False)]
+            ranked = rank_by_uncertainty(raw, k, wanted)
         chosen = [(kept[r.candidate][0], kept[r.candidate][1], r.responses) for r in ranked]
         self.entropies.extend(r.entropy for r in ranked)
         normalized = self._rewards([(s, r) for _, s, r in chosen], normalized=True)
@@ -204,6 +221,34 @@ class _Job:
             _comparison(prompt, sample, responses, SelectionStrategy.UNCERTAINTY, scores)
             for (prompt, sample, responses), scores in zip(chosen, normalized, strict=True)
         ]
+
+    @property
+    def measure(self) -> str:
+        """The selection measure this job can apply: ``disagreement`` needs a reward model with
+        an ensemble (one trained before the task's ensemble was set up has one member)."""
+        wanted = self.config.selection.measure
+        if wanted == DISAGREEMENT and self.reward_model is not None:
+            model, _, _ = cached_reward_model(self.reward_model.artifact_path)
+            if model.head.size >= 2:
+                return DISAGREEMENT
+        return ENTROPY
+
+    def _member_rewards(
+        self, items: Sequence[tuple[Sample, tuple[int, ...]]]
+    ) -> list[list[list[float]]]:
+        """Per item, each ensemble member's raw rewards of the given responses (E x C)."""
+        assert self.reward_model is not None
+        model, tokenizer, _ = cached_reward_model(self.reward_model.artifact_path)
+        queries = [s.query_token_ids for s, responses in items for _ in responses]
+        answers = [s.response_token_ids[j] for s, responses in items for j in responses]
+        flat = score_token_ids(
+            model, queries, answers, int(tokenizer.pad_token_id or 0), members=True
+        )  # (N, E)
+        out, start = [], 0
+        for _, responses in items:
+            out.append(flat[start : start + len(responses)].T.tolist())
+            start += len(responses)
+        return out
 
     def _rewards(
         self, items: Sequence[tuple[Sample, tuple[int, ...]]], normalized: bool

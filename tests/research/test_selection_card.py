@@ -76,9 +76,19 @@ def test_the_dashboard_shows_the_strategy_share_and_accuracy(client, task_with_s
     assert 'id="selection"' in html
     assert "Uncertainty (where the reward model is least sure)" in html
     assert "uniform share of 25%" in html
+    assert 'by <span class="measure">the entropy of the reward model\'s choice' in html
     assert '<span class="uniform-fraction">62%</span>' in html
     row = html.split('class="selection-uniform"')[1].split("</tr>")[0]
     assert '<td class="num accuracy">0.750</td>' in row
+
+
+def test_the_dashboard_names_the_disagreement_measure(client):
+    settings = {"reward": {"ensemble_members": 4}, "selection": {"measure": "disagreement"}}
+    task = TaskFactory(selection_strategy="uncertainty", training_settings=settings)
+    assert selectors.selection_summary(task=task).measure == "disagreement"
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get(reverse("dashboard:task", args=[task.pk])).content.decode()
+    assert 'by <span class="measure">the disagreement of the reward model\'s ensemble' in html
 
 
 def test_a_uniform_task_without_comparisons(client):

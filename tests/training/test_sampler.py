@@ -144,3 +144,65 @@ def test_uncertainty_shows_the_least_sure_k_sets_and_keeps_the_uniform_share(
         )
         assert stored[comparison.pk] == pytest.approx(normalized.tolist(), abs=1e-5)
     assert all(math.isfinite(s) for scores in stored.values() for s in scores)
+
+
+def test_the_disagreement_measure_shows_the_k_sets_the_ensemble_disputes_most(
+    tiny_model_path, settings, tmp_path, monkeypatch
+):
+    from training import sampler
+    from training.ml import ended, selection
+    from training.ml.reward import load_reward_model, score_token_ids
+
+    settings.ARTIFACTS_DIR = tmp_path
+    task = tiny_task(tiny_model_path, buffer=8)
+    training_settings = {
+        **task.training_settings,
+        "reward": {"normalization_samples": 8, "ensemble_members": 3},
+        "selection": {"measure": "disagreement"},
+    }
+    Task.objects.filter(pk=task.pk).update(
+        selection_strategy="uncertainty", uniform_share=0.0, training_settings=training_settings
+    )
+    services.tick(task_id=task.pk)
+    v0 = selectors.promoted_policy(task_id=task.pk)
+    assert sampler.sample_comparisons(task.pk, v0.pk, 4) == 4
+    label_open(task)
+    rm = train_reward_model(task)
+    model, tokenizer, _ = load_reward_model(rm.artifact_path)
+    assert model.head.size == 3
+
+    pools: list[ended.EndedSamples] = []
+    ranked: list[tuple[list, list[selection.Ranked]]] = []
+
+    def sample_spy(*args, **kwargs):
+        pools.append(ended.sample_ended_comparisons(*args, **kwargs))
+        return pools[-1]
+
+    def rank_spy(member_rewards, k, n):
+        out = selection.rank_by_disagreement(member_rewards, k, n)
+        ranked.append((member_rewards, out))
+        return out
+
+    monkeypatch.setattr(sampler, "sample_ended_comparisons", sample_spy)
+    monkeypatch.setattr(sampler, "rank_by_disagreement", rank_spy)
+    monkeypatch.setattr(sampler, "rank_by_uncertainty", None)  # entropy is not consulted
+    first_new = Comparison.objects.order_by("-pk").values_list("pk", flat=True).first()
+    assert sampler.sample_comparisons(task.pk, v0.pk, 4) == 4
+
+    [(members, chosen)] = ranked
+    pool = pools[-1]
+    pad = int(tokenizer.pad_token_id or 0)
+    for (_, sample), given in zip(pool.kept, members, strict=True):
+        each = score_token_ids(
+            model, [sample.query_token_ids] * 6, sample.response_token_ids, pad, members=True
+        )  # (6 responses, 3 members): given as 3 rows of 6
+        assert torch.allclose(torch.tensor(given), each.T, atol=1e-5)
+    values = sorted((selection.most_disputed_k_subset(m, 4)[1] for m in members), reverse=True)
+    assert [r.entropy for r in chosen] == pytest.approx(values[:4])
+    new = Comparison.objects.filter(pk__gt=first_new)
+    assert set(new.values_list("selection", flat=True)) == {"uncertainty"}
+    shown = {tuple(map(tuple, c.sample_token_ids)) for c in new}
+    assert shown == {
+        tuple(tuple(pool.kept[r.candidate][1].response_token_ids[j]) for j in r.responses)
+        for r in chosen
+    }

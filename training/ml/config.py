@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from .selection import SelectionConfig
+from .selection import DISAGREEMENT, SelectionConfig
 
 
 @dataclass
@@ -94,6 +94,10 @@ class RewardConfig:
     mixed_precision: str = "off"
     """"off" (float32), "bf16" (autocast over float32 master weights, any device) or "auto"
     (bf16 on CUDA devices that support it: the paper presets); see precision.py."""
+    ensemble_members: int = 1
+    """Reward heads over the shared trunk: each trains on its own bootstrap weights of the
+    labels (double or nothing, drawn per label) and the reward is their mean. 2 or more let the
+    sampler choose comparisons by the members' disagreement (``selection.measure``)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -119,6 +123,7 @@ class RewardConfig:
         _check(0 <= self.holdout_fraction < 1, "holdout_fraction", "must be in [0, 1)")
         _check(self.normalization_samples >= 2, "normalization_samples", "must be >= 2")
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _check(self.ensemble_members >= 1, "ensemble_members", "must be >= 1")
 
 
 @dataclass
@@ -220,6 +225,10 @@ class TrainingConfig:
                 getattr(self, name).validate()
             except ValueError as error:
                 raise ValueError(f"{name}.{error}") from None
+        if self.selection.measure == DISAGREEMENT and self.reward.ensemble_members < 2:
+            raise ValueError(
+                "selection.measure: disagreement needs an ensemble (reward.ensemble_members >= 2)"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: str | TrainingConfig | None = None) -> Self:

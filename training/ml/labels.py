@@ -61,6 +61,9 @@ class Example:
     query_ids: list[int]
     response_ids: list[list[int]]
     best: int
+    key: str = ""
+    """What an ensemble member's bootstrap weight of this label is drawn from: the comparison
+    id, else the token ids (the same label, the same weights, in any batch or process)."""
 
 
 def encode_label(
@@ -74,7 +77,12 @@ def encode_label(
     if responses is None:
         encoded = tokenizer(record.samples, add_special_tokens=False)["input_ids"]
         responses = [list(ids[: sampling.response_length]) for ids in encoded]
-    return Example(list(query), [list(r) for r in responses], int(record.best or 0))
+    key = (
+        f"comparison {record.comparison_id}"
+        if record.comparison_id is not None
+        else f"tokens {hash((tuple(query), *map(tuple, responses)))}"  # ints: not salted
+    )
+    return Example(list(query), [list(r) for r in responses], int(record.best or 0), key)
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> tuple[Tensor, ...]:

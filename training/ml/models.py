@@ -258,11 +258,12 @@ def next_token_hidden_states(query_last: Tensor, response_hidden: Tensor) -> Ten
 
 
 class ScalarHead(nn.Module):
-    """Linear map from hidden states to one scalar per position."""
+    """Linear map from hidden states to one scalar per position; with ``members`` > 1 an
+    ensemble of such maps whose mean is the scalar (:meth:`members` gives each)."""
 
-    def __init__(self, hidden_size: int, zero_init: bool = False) -> None:
+    def __init__(self, hidden_size: int, zero_init: bool = False, members: int = 1) -> None:
         super().__init__()
-        self.linear = nn.Linear(hidden_size, 1)
+        self.linear = nn.Linear(hidden_size, members)
         if zero_init:
             nn.init.zeros_(self.linear.weight)
             nn.init.zeros_(self.linear.bias)
@@ -270,10 +271,17 @@ class ScalarHead(nn.Module):
             nn.init.normal_(self.linear.weight, std=1.0 / (hidden_size + 1) ** 0.5)
             nn.init.zeros_(self.linear.bias)
 
-    def forward(self, hidden: Tensor) -> Tensor:  # (..., H) -> (...)
+    @property
+    def size(self) -> int:
+        return self.linear.out_features
+
+    def members(self, hidden: Tensor) -> Tensor:  # (..., H) -> (..., E)
         # float32 under bf16 autocast too: values and rewards keep their precision.
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return self.linear(hidden.float()).squeeze(-1)
+            return self.linear(hidden.float())
+
+    def forward(self, hidden: Tensor) -> Tensor:  # (..., H) -> (...)
+        return self.members(hidden).mean(-1)
 
 
 def hidden_size(model: nn.Module) -> int:
@@ -342,18 +350,24 @@ class RewardModel(nn.Module):
     gain: Tensor
     bias: Tensor
 
-    def __init__(self, lm: nn.Module) -> None:
+    def __init__(self, lm: nn.Module, members: int = 1) -> None:
         super().__init__()
         self.lm = lm
         device = model_device(lm)
-        self.head = ScalarHead(hidden_size(lm)).to(device)
+        self.head = ScalarHead(hidden_size(lm), members=members).to(device)
         self.register_buffer("gain", torch.tensor(1.0, dtype=torch.float64, device=device))
         self.register_buffer("bias", torch.tensor(0.0, dtype=torch.float64, device=device))
 
     def raw_rewards(
         self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
     ) -> Tensor:
-        """Unnormalized reward of each (query, response) row: (B*K,)."""
+        """Unnormalized reward of each (query, response) row: (B*K,), the members' mean."""
+        return self.member_rewards(query_ids, query_mask, response_ids, response_mask).mean(-1)
+
+    def member_rewards(
+        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
+    ) -> Tensor:
+        """Each ensemble member's unnormalized reward of each row: (B*K, E)."""
         query_last, response_hidden = shared_prompt_hidden_states(
             self.lm, query_ids, query_mask, response_ids, response_mask
         )
@@ -363,13 +377,13 @@ class RewardModel(nn.Module):
         )  # (B*K, R+1, H): index 0 is the query's last token (for an empty response)
         last = response_mask.long().sum(-1)  # (B*K,)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return self.head(hidden[rows, last])
+        return self.head.members(hidden[rows, last])
 
     def forward(
         self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
     ) -> Tensor:
-        """:meth:`raw_rewards`: the call DistributedDataParallel wraps."""
-        return self.raw_rewards(query_ids, query_mask, response_ids, response_mask)
+        """:meth:`member_rewards` (B*K, E): the call DistributedDataParallel wraps."""
+        return self.member_rewards(query_ids, query_mask, response_ids, response_mask)
 
     @property
     def device(self) -> torch.device:

@@ -29,13 +29,21 @@ from transformers import PreTrainedTokenizerBase
 from . import distributed, precision
 from .config import RewardConfig, SamplingConfig
 from .labels import Example, LabelRecord, batches_by_k, collate, encode_label
-from .losses import kway_accuracy, kway_reward_loss, normalization_gain_bias
+from .losses import (
+    bootstrap_weights,
+    ensemble_kway_loss,
+    kway_accuracy,
+    kway_reward_loss,
+    normalization_gain_bias,
+)
 from .models import (
     RewardModel,
+    ScalarHead,
     add_lora,
     atomic_directory,
     causal_lm,
     freeze_lower_layers,
+    hidden_size,
     load_model,
     load_tokenizer,
     merged_copy,
@@ -59,11 +67,12 @@ class RewardTrainResult:
 def _kway_rewards(
     model: RewardModel, batch: tuple[Tensor, ...], wrapped: nn.Module | None = None
 ) -> Tensor:
-    """Rewards (B, K) of a collated batch, through ``wrapped`` (the model in DDP) if given."""
+    """Each member's rewards (B, K, E) of a collated batch, through ``wrapped`` (the model in
+    DDP) if given."""
     device = model.device
     query_ids, query_mask, response_ids, response_mask = (t.to(device) for t in batch[:4])
-    raw = (wrapped or model)(query_ids, query_mask, response_ids, response_mask)  # (B*K,)
-    return raw.view(query_ids.shape[0], -1)  # (B, K)
+    raw = (wrapped or model)(query_ids, query_mask, response_ids, response_mask)  # (B*K, E)
+    return raw.view(query_ids.shape[0], -1, raw.shape[-1])  # (B, K, E)
 
 
 def _build_reward_model(
@@ -71,9 +80,13 @@ def _build_reward_model(
 ) -> RewardModel:
     if init_from is not None:
         model, _, _ = load_reward_model(init_from)
+        if model.head.size != config.ensemble_members:  # the ensemble was resized: new heads
+            torch.manual_seed(config.seed)
+            model.head = ScalarHead(hidden_size(model.lm), members=config.ensemble_members)
+            model.head.to(model.device)
     else:
         torch.manual_seed(config.seed)
-        model = RewardModel(load_model(base))
+        model = RewardModel(load_model(base), members=config.ensemble_members)
     if config.trainable_layers:
         freeze_lower_layers(model.lm, config.trainable_layers)
     if config.lora_rank:
@@ -99,7 +112,7 @@ def evaluate(
     loss = accuracy = 0.0
     for chunk in batches_by_k(examples, batch_size):
         batch = collate(chunk, pad_id)
-        rewards = _kway_rewards(model, batch)
+        rewards = _kway_rewards(model, batch).mean(-1)  # (B, K)
         n = rewards.shape[0]
         best = batch[-1].to(rewards.device)
         loss += kway_reward_loss(rewards, best).item() * n
@@ -183,13 +196,16 @@ def train_reward_model(
                 with distributed.gradient_sync(wrapped, sync=index == max(0, len(micros) - 1)):
                     batch = collate(micro, pad_id)
                     with precision.autocast(model.device, bf16):
-                        rewards = _kway_rewards(model, batch, wrapped).float()  # (b, K)
-                    best = batch[-1].to(rewards.device)
-                    loss = kway_reward_loss(rewards, best)
+                        members = _kway_rewards(model, batch, wrapped).float()  # (b, K, E)
+                    best = batch[-1].to(members.device)
+                    keys = [e.key for e in micro]
+                    weights = bootstrap_weights(keys, members.shape[-1], config.seed)
+                    loss = ensemble_kway_loss(members, best, weights.to(members.device))
+                    rewards = members.detach().mean(-1)  # (b, K)
                     weight = len(micro) if micros else 0  # DDP averages over ranks: x world
                     (loss * weight * world / len(batch_examples)).backward()
                 if micros:
-                    accuracy = kway_accuracy(rewards.detach(), best)
+                    accuracy = kway_accuracy(rewards, best)
                     seen[:2] += torch.stack([loss.detach(), accuracy]).to(seen) * len(micro)
                     seen[2] += float(batch[1].sum() + batch[3].sum())  # CPU tensors: no sync
             optimizer.step()
@@ -276,19 +292,25 @@ def score_token_ids(
     pad_id: int = 0,
     batch_size: int = 16,
     normalized: bool = True,
+    members: bool = False,
 ) -> Tensor:
-    """Reward of each (query, response) pair of token ids: (N,)."""
+    """Reward of each (query, response) pair of token ids: (N,); with ``members``, each ensemble
+    member's raw reward (N, E)."""
     scores = []
     for start in range(0, len(query_ids), batch_size):
         queries, queries_mask = pad_left(query_ids[start : start + batch_size], pad_id)
         responses, responses_mask = pad_right(response_ids[start : start + batch_size], pad_id)
         device = model.device
-        raw = model.raw_rewards(
+        each = model.member_rewards(
             queries.to(device),
             queries_mask.to(device),
             responses.to(device),
             responses_mask.to(device),
-        )
+        )  # (b, E)
+        if members:
+            scores.append(each.cpu())
+            continue
+        raw = each.mean(-1)
         scores.append((model.normalize(raw) if normalized else raw).cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 
@@ -341,8 +363,9 @@ def load_reward_model(
 ) -> tuple[RewardModel, PreTrainedTokenizerBase, dict[str, Any]]:
     directory = Path(directory)
     meta = json.loads((directory / META_FILE).read_text())
-    model = RewardModel(load_model(str(directory / LM_DIR)))
-    model.head.load_state_dict(load_file(directory / HEAD_FILE))
+    head = load_file(directory / HEAD_FILE)
+    model = RewardModel(load_model(str(directory / LM_DIR)), members=head["linear.weight"].shape[0])
+    model.head.load_state_dict(head)
     model.gain.fill_(meta["gain"])
     model.bias.fill_(meta["bias"])
     model.eval()

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 UNIFORM = "uniform"
 UNCERTAINTY = "uncertainty"
 STRATEGIES = (UNIFORM, UNCERTAINTY)
+ENTROPY = "entropy"
+DISAGREEMENT = "disagreement"
+MEASURES = (ENTROPY, DISAGREEMENT)
 
 
 @dataclass
@@ -43,7 +46,15 @@ class SelectionConfig:
     shown are chosen (0: 1.5 * K, rounded up). Sampling costs about pool_factor *
     responses_per_prompt / K times as much per comparison chosen by uncertainty."""
 
+    measure: str = ENTROPY
+    """With ``uncertainty``: ``entropy`` of the reward model's K-way choice distribution, or
+    ``disagreement`` of its ensemble's members (needs ``reward.ensemble_members`` >= 2): the
+    mutual information between choice and member, which leaves out K-sets that every member
+    calls a tie (those have the highest entropy and teach nothing)."""
+
     def validate(self) -> None:
+        if self.measure not in MEASURES:
+            raise ValueError(f"measure: must be one of {', '.join(MEASURES)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy: must be one of {', '.join(STRATEGIES)}")
         if not 0 <= self.uniform_share <= 1:

@@ -90,3 +90,21 @@ def test_prompts_are_ranked_by_disagreement_most_disputed_first_ties_in_order():
     assert ranked[0].responses == (0, 1, 2, 3)
     assert ranked[2].entropy == pytest.approx(disagreement(mild))
     assert rank_by_disagreement([agreed_tie], 4, 0) == []
+
+
+def test_the_disagreement_measure_needs_an_ensemble():
+    from training.ml.config import TrainingConfig
+
+    config = TrainingConfig.from_dict(
+        {"selection": {"measure": "disagreement"}, "reward": {"ensemble_members": 4}},
+        base="cpu-small",
+    )
+    assert (config.selection.measure, config.reward.ensemble_members) == ("disagreement", 4)
+    assert TrainingConfig.from_dict({}, base="cpu-small").selection.measure == "entropy"
+    for bad, message in [
+        ({"selection": {"measure": "disagreement"}}, "needs an ensemble"),
+        ({"selection": {"measure": "margin"}}, "selection.measure"),
+        ({"reward": {"ensemble_members": 0}}, "reward.ensemble_members"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainingConfig.from_dict(bad)

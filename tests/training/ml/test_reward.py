@@ -153,3 +153,69 @@ def test_lora_reward_model_and_warm_start(tiny_model_dir, tmp_path):
     cold, _, _ = load_reward_model(tmp_path / "rm1")
     assert not torch.equal(warm.head.linear.weight, cold.head.linear.weight)
     assert again.metrics["holdout_accuracy"] >= 0.0
+
+
+def test_an_ensemble_trains_each_member_on_its_bootstrap_weights(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from training.ml import reward
+    from training.ml.models import RewardModel, load_model
+    from training.ml.reward import score_token_ids
+
+    labels = synthetic_labels(64)
+    config = RewardConfig(
+        learning_rate=3e-3, batch_size=8, normalization_samples=16, ensemble_members=3, seed=5
+    )
+    real = reward.bootstrap_weights
+
+    def member_1_sees_nothing(keys, members, seed):
+        weights = real(keys, members, seed)
+        weights[:, 1:2] = 0.0  # (the single head below keeps its weights)
+        return weights
+
+    monkeypatch.setattr(reward, "bootstrap_weights", member_1_sees_nothing)
+    train_reward_model(labels, str(tiny_model_dir), tmp_path / "rm", config, SamplingConfig())
+    model, _, _ = load_reward_model(tmp_path / "rm")
+    assert model.head.size == 3
+    torch.manual_seed(5)
+    fresh = RewardModel(load_model(str(tiny_model_dir)), members=3)
+    head, initial = model.head.linear.weight, fresh.head.linear.weight
+    # A member with weight 0 on every label is where it started; the others moved, apart.
+    assert torch.equal(head[1], initial[1])
+    assert not torch.allclose(head[0], initial[0]) and not torch.allclose(head[2], initial[2])
+    assert not torch.allclose(head[0] - initial[0], head[2] - initial[2])
+
+    queries = [p["query_token_ids"] for p in labels[:4] for _ in range(4)]
+    responses = [r for p in labels[:4] for r in p["sample_token_ids"]]
+    each = score_token_ids(model, queries, responses, members=True)
+    raw = score_token_ids(model, queries, responses, normalized=False)
+    assert each.shape == (16, 3)
+    assert torch.allclose(each.mean(-1), raw, atol=1e-6)  # the reward is the members' mean
+    assert not torch.allclose(each[:, 0], each[:, 2])
+
+    # Warm-started into a single head (the task's ensemble setting changed): a new head.
+    single = RewardConfig(learning_rate=3e-3, batch_size=8, normalization_samples=16)
+    train_reward_model(
+        labels, str(tiny_model_dir), tmp_path / "rm1", single, init_from=tmp_path / "rm"
+    )
+    assert load_reward_model(tmp_path / "rm1")[0].head.size == 1
+
+
+def test_one_member_trains_as_the_plain_k_way_loss_does(tiny_model_dir, tmp_path, monkeypatch):
+    # The default (1 member) is the paper's reward model: its loss is the K-way cross-entropy.
+    from training.ml import reward
+
+    labels = synthetic_labels(16)
+    config = RewardConfig(learning_rate=3e-3, batch_size=8, normalization_samples=8)
+    losses = []
+    real = reward.ensemble_kway_loss
+
+    def spy(member_rewards, best, weights):
+        loss = real(member_rewards, best, weights)
+        plain = reward.kway_reward_loss(member_rewards[..., 0], best)
+        losses.append((loss.item(), plain.item(), weights.unique().tolist()))
+        return loss
+
+    monkeypatch.setattr(reward, "ensemble_kway_loss", spy)
+    train_reward_model(labels, str(tiny_model_dir), tmp_path / "rm", config)
+    assert losses and all(a == pytest.approx(b) and w == [1.0] for a, b, w in losses)
