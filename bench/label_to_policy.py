@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,25 @@ def label_one(task: Any, labeler: Any, choose: Any) -> bool:
         labeler=labeler, comparison_id=comparison.pk, kind="choice", choice=best, time_spent_ms=0
     )
     return True
+
+
+def label_in_background(
+    task: Any, labeler: Any, prefer: Any, seed: int, labels: int
+) -> threading.Event:
+    """A thread that labels the task's comparisons as they come with ``prefer(prompt, samples,
+    rng)`` until it has ``labels``; set the returned event to stop it."""
+    stop = threading.Event()
+
+    def label_forever() -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            if task.labels.count() >= labels or not label_one(
+                task, labeler, lambda p, s: prefer(p, s, rng)
+            ):
+                time.sleep(0.5)
+
+    threading.Thread(target=label_forever, daemon=True).start()
+    return stop
 
 
 def wait(condition: Any, timeout: float, what: str) -> Any:

@@ -30,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from label_to_policy import DEFAULT_DB, label_one, prepare_environment, start_worker, wait
+from label_to_policy import (
+    DEFAULT_DB,
+    label_in_background,
+    prepare_environment,
+    start_worker,
+    wait,
+)
 
 OPENINGS = [
     "The weather this morning",
@@ -232,21 +238,9 @@ def main() -> None:
         TaskLabeler.objects.create(task=task, labeler=labeler)
         worker = start_worker(work / "worker.log", work)
         stop = threading.Event()
-
-        def label_forever() -> None:
-            import random
-
-            rng = random.Random(args.seed)
-            while not stop.is_set():
-                if task.labels.count() >= args.labels or not label_one(
-                    task, labeler, lambda p, s: prefer_sentiment(p, s, rng)
-                ):
-                    time.sleep(0.5)
-
         try:
             services.tick(task_id=task.pk)
-            labeling = threading.Thread(target=label_forever, daemon=True)
-            labeling.start()
+            stop = label_in_background(task, labeler, prefer_sentiment, args.seed, args.labels)
 
             def finished() -> bool:
                 head = selectors.ppo_head(task_id=task.pk)

@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from label_to_policy import label_one, prepare_environment, start_worker, wait
+from label_to_policy import label_in_background, prepare_environment, start_worker, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop_summarize_{}"
@@ -121,18 +120,9 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         prefer = PREFERENCES[args.preference]
         worker = start_worker(work / "worker.log", work)
         stop = threading.Event()
-
-        def label_forever() -> None:
-            rng = random.Random(args.seed)
-            while not stop.is_set():
-                if task.labels.count() >= args.labels or not label_one(
-                    task, labeler, lambda p, s: prefer(p, s, rng)
-                ):
-                    time.sleep(0.5)
-
         try:
             services.tick(task_id=task.pk)
-            threading.Thread(target=label_forever, daemon=True).start()
+            stop = label_in_background(task, labeler, prefer, args.seed, args.labels)
 
             def finished() -> bool:
                 head = selectors.ppo_head(task_id=task.pk)
