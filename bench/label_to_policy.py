@@ -125,6 +125,41 @@ def label_in_background(
     return stop
 
 
+def run_loop_until(
+    task: Any,
+    labeler: Any,
+    prefer: Any,
+    *,
+    seed: int,
+    labels: int,
+    episodes: int,
+    deadline: float,
+    work: Path,
+    log_tail: int = 3000,
+) -> None:
+    """The online loop on ``task`` (a Celery worker with beat, a labeler in a thread) until
+    PPO has ``episodes`` episodes or ``time.monotonic()`` passes ``deadline``; the worker's
+    log tail goes to stderr."""
+    from training import selectors, services
+
+    worker = start_worker(work / "worker.log", work)
+    stop = threading.Event()
+    try:
+        services.tick(task_id=task.pk)
+        stop = label_in_background(task, labeler, prefer, seed, labels)
+
+        def finished() -> bool:
+            head = selectors.ppo_head(task_id=task.pk)
+            return bool(head and head.episodes >= episodes) or time.monotonic() > deadline
+
+        wait(finished, max(0.0, deadline - time.monotonic()) + 60, "the end of PPO")
+    finally:
+        stop.set()
+        worker.terminate()
+        worker.wait(timeout=60)
+        print((work / "worker.log").read_text()[-log_tail:], file=sys.stderr)
+
+
 def wait(condition: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -25,18 +25,11 @@ import json
 import math
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from label_to_policy import (
-    DEFAULT_DB,
-    label_in_background,
-    prepare_environment,
-    start_worker,
-    wait,
-)
+from label_to_policy import DEFAULT_DB, prepare_environment, run_loop_until
 
 OPENINGS = [
     "The weather this morning",
@@ -207,7 +200,6 @@ def main() -> None:
 
         from labeling.models import Prompt, Task, TaskLabeler
         from labeling.simulation import prefer_sentiment
-        from training import selectors, services
         from training.model_cache import policy_model_path
         from training.models import PolicyVersion, RewardModelVersion, TrainingRun
         from training.task_settings import training_config
@@ -236,22 +228,10 @@ def main() -> None:
             Prompt.objects.create(task=task, text=text, split="eval" if i % 5 == 4 else "train")
         labeler, _ = get_user_model().objects.get_or_create(username=f"vader-{task.pk}")
         TaskLabeler.objects.create(task=task, labeler=labeler)
-        worker = start_worker(work / "worker.log", work)
-        stop = threading.Event()
-        try:
-            services.tick(task_id=task.pk)
-            stop = label_in_background(task, labeler, prefer_sentiment, args.seed, args.labels)
-
-            def finished() -> bool:
-                head = selectors.ppo_head(task_id=task.pk)
-                return bool(head and head.episodes >= args.episodes) or time.monotonic() > deadline
-
-            wait(finished, args.minutes * 60 + 60, "the end of PPO")
-        finally:
-            stop.set()
-            worker.terminate()
-            worker.wait(timeout=60)
-            print((work / "worker.log").read_text()[-3000:])
+        run_loop_until(
+            task, labeler, prefer_sentiment, seed=args.seed, labels=args.labels,
+            episodes=args.episodes, deadline=deadline, work=work,
+        )  # fmt: skip
         loop_seconds = time.monotonic() - started
         config = training_config(task)
         eval_sampling = dataclasses.replace(config.sampling, batch_size=16)

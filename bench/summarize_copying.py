@@ -30,12 +30,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from label_to_policy import label_in_background, prepare_environment, start_worker, wait
+from label_to_policy import prepare_environment, run_loop_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DB = "postgres://preferenceloop:preferenceloop@127.0.0.1:5432/preferenceloop_summarize_{}"
@@ -86,7 +85,6 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         from labeling.services.imports import import_prompts
         from labeling.simulation import PREFERENCES
         from research.demo.summarization import SUMMARY_TASK_SETTINGS, articles_jsonl, lee_articles
-        from training import selectors, services
 
         settings = {**SUMMARY_TASK_SETTINGS}
         settings.update(
@@ -117,23 +115,10 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         import_prompts(task=task, stream=stream)
         labeler, _ = get_user_model().objects.get_or_create(username=f"{args.preference}-{task.pk}")
         TaskLabeler.objects.create(task=task, labeler=labeler)
-        prefer = PREFERENCES[args.preference]
-        worker = start_worker(work / "worker.log", work)
-        stop = threading.Event()
-        try:
-            services.tick(task_id=task.pk)
-            stop = label_in_background(task, labeler, prefer, args.seed, args.labels)
-
-            def finished() -> bool:
-                head = selectors.ppo_head(task_id=task.pk)
-                return bool(head and head.episodes >= args.episodes) or time.monotonic() > deadline
-
-            wait(finished, args.minutes * 60 + 60, "the end of PPO")
-        finally:
-            stop.set()
-            worker.terminate()
-            worker.wait(timeout=60)
-            print((work / "worker.log").read_text()[-2000:], file=sys.stderr)
+        run_loop_until(
+            task, labeler, PREFERENCES[args.preference], seed=args.seed, labels=args.labels,
+            episodes=args.episodes, deadline=deadline, work=work,
+        )  # fmt: skip
         result = report(task, args)
         result.update(
             loop_wall_seconds=round(time.monotonic() - started),
