@@ -101,7 +101,9 @@ class Task(models.Model):
         default=SelectionStrategy.UNIFORM,
         help_text="uncertainty: the sampler samples more prompts and responses than it keeps, "
         "scores them with the current reward model and keeps the prompts and K-sets it is "
-        "least sure about (its K-way choice distribution has the highest entropy)",
+        "least sure about: the highest entropy of its K-way choice distribution, or with "
+        '"selection": {"measure": "disagreement"} in the training settings (and a reward '
+        'ensemble, "reward": {"ensemble_members": 4}) the most disagreement among its members',
     )
     uniform_share = models.FloatField(
         default=0.25,
