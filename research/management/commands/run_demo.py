@@ -96,7 +96,14 @@ class Command(BaseCommand):
         warning_filters = ["ignore::FutureWarning"]  # libraries' deprecation notices
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             warning_filters.append(ROOT_WARNING)
-        celery_env = {**env, **QUIET_WORKERS, "PYTHONWARNINGS": ",".join(warning_filters)}
+        # Torch threads that wait passively, and one for sampling: with the sampling and the
+        # training worker both at full width on 2 cores, OpenMP's spinning threads slowed a
+        # summarization PPO batch more than tenfold (no batch of 32 episodes in 16 minutes).
+        celery_env = {
+            **env, **QUIET_WORKERS, "PYTHONWARNINGS": ",".join(warning_filters),
+            "OMP_WAIT_POLICY": "PASSIVE",
+        }  # fmt: skip
+        sample_env = {**celery_env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         celery = [python, "-m", "celery", "-A", "config", "--quiet"]
         worker = [*celery, "worker", "--loglevel", "INFO", "--concurrency", "1",
                   "--without-gossip", "--without-mingle"]  # fmt: skip
@@ -107,7 +114,7 @@ class Command(BaseCommand):
             # Light work (ticks, heartbeats) stays responsive while the other worker trains.
             ("worker-light", [*worker, "-Q", "default", "-n", "light@%h"], celery_env),
             # Sampling has its own worker so labelers get new comparisons while a model trains.
-            ("worker-sample", [*worker, "-Q", "sampling", "-n", "sample@%h"], celery_env),
+            ("worker-sample", [*worker, "-Q", "sampling", "-n", "sample@%h"], sample_env),
             ("worker-train", [*worker, "-Q", "training", "-n", "train@%h"], celery_env),
             ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
              celery_env),
