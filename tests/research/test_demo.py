@@ -125,3 +125,22 @@ def test_simulated_labelers_keep_a_human_pace():
     # Two labelers at 6 s: 20 labels a minute; 24 labels (the first reward model) in ~72 s.
     assert 3 <= SECONDS_PER_LABEL <= 20
     assert 60 / SECONDS_PER_LABEL * SIMULATED_LABELERS <= 30
+
+
+def test_run_demo_drops_the_jobs_an_earlier_demo_left_in_the_filesystem_broker(settings, tmp_path):
+    from research.management.commands.run_demo import drop_queued_messages
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for name in ("1_a.sampling.msg", "2_b.training.msg"):
+        (folder / name).write_text("{}")
+    (folder / "keep.txt").write_text("not a message")
+    settings.CELERY_BROKER_URL = "filesystem://localhost/"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(folder)}
+    assert drop_queued_messages() == 2
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    assert drop_queued_messages() == 0
+    # A Redis broker's queue is not a folder of files: nothing is touched.
+    (folder / "3_c.sampling.msg").write_text("{}")
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    assert drop_queued_messages() == 0 and (folder / "3_c.sampling.msg").exists()

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -41,6 +42,22 @@ ROOT_WARNING = "ignore:You're running the worker with superuser privileges"
 """Celery warns at every start as root, even with C_FORCE_ROOT set; `make demo` often runs as
 root (a container, a fresh VM). The demo's workers accept JSON only, so the pickle attack the
 warning is about does not apply; production images run workers as an unprivileged user."""
+
+
+def drop_queued_messages() -> int:
+    """Delete the messages a stopped demo left in the filesystem broker's folder; returns how
+    many. They name rows of whatever database the demo had then (a fresh one reuses the ids),
+    and the workers would run them all before the new demo's first job (the summarization
+    demo's v0 eval answers waited behind 60 stale sampling jobs). Nothing is lost: the loop's
+    tick enqueues again whatever is due, and every job is idempotent."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    folder = options.get("data_folder_in")
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://") or not folder:
+        return 0
+    stale = list(Path(folder).glob("*.msg"))
+    for message in stale:
+        message.unlink(missing_ok=True)
+    return len(stale)
 
 
 @dataclass
@@ -119,6 +136,8 @@ class Command(BaseCommand):
             ("beat", [*celery, "beat", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
              celery_env),
         ]  # fmt: skip
+        if dropped := drop_queued_messages():
+            self.stdout.write(f"Dropped {dropped} queued jobs left by an earlier demo.")
         children = [self._start(name, cmd, child_env) for name, cmd, child_env in commands]
         if not self._wait_until_serving(url, children[0]):
             self._supervise(children, stop_now=True)
