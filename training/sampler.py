@@ -21,6 +21,8 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from torch import Tensor
+
 from labeling.models import Prompt, SelectionStrategy, Task
 from training import selectors, services
 from training.ml import precision
@@ -237,18 +239,7 @@ class _Job:
         self, items: Sequence[tuple[Sample, tuple[int, ...]]]
     ) -> list[list[list[float]]]:
         """Per item, each ensemble member's raw rewards of the given responses (E x C)."""
-        assert self.reward_model is not None
-        model, tokenizer, _ = cached_reward_model(self.reward_model.artifact_path)
-        queries = [s.query_token_ids for s, responses in items for _ in responses]
-        answers = [s.response_token_ids[j] for s, responses in items for j in responses]
-        flat = score_token_ids(
-            model, queries, answers, int(tokenizer.pad_token_id or 0), members=True
-        )  # (N, E)
-        out, start = [], 0
-        for _, responses in items:
-            out.append(flat[start : start + len(responses)].T.tolist())
-            start += len(responses)
-        return out
+        return [scores.T.tolist() for scores in self._scores(items, members=True)]
 
     def _rewards(
         self, items: Sequence[tuple[Sample, tuple[int, ...]]], normalized: bool
@@ -257,17 +248,17 @@ class _Job:
         choice distribution is the softmax of); Nones without a reward model."""
         if self.reward_model is None or not items:
             return [None] * len(items)
+        return [scores.tolist() for scores in self._scores(items, normalized=normalized)]
+
+    def _scores(self, items: Sequence[tuple[Sample, tuple[int, ...]]], **how: bool) -> list[Tensor]:
+        """Per item, :func:`score_token_ids` of its responses by the job's reward model
+        (``how``: ``normalized`` or ``members``): (C,) or (C, E) each."""
+        assert self.reward_model is not None
         model, tokenizer, _ = cached_reward_model(self.reward_model.artifact_path)
         queries = [s.query_token_ids for s, responses in items for _ in responses]
         answers = [s.response_token_ids[j] for s, responses in items for j in responses]
-        flat = score_token_ids(
-            model, queries, answers, int(tokenizer.pad_token_id or 0), normalized=normalized
-        ).tolist()
-        out: list[list[float] | None] = []
-        for _, responses in items:
-            out.append(flat[: len(responses)])
-            flat = flat[len(responses) :]
-        return out
+        flat = score_token_ids(model, queries, answers, int(tokenizer.pad_token_id or 0), **how)
+        return list(flat.split([len(responses) for _, responses in items]))
 
 
 def _comparison(

@@ -69,14 +69,23 @@ class SelectionConfig:
         return max(k, self.responses_per_prompt or math.ceil(1.5 * k))
 
 
-def choice_entropy(rewards: Sequence[float]) -> float:
-    """Entropy (nats) of the K-way choice distribution softmax(rewards); log K when all tie."""
+def choice_distribution(rewards: Sequence[float]) -> list[float]:
+    """softmax(rewards): the K-way choice probabilities the K-way loss trains."""
     if not rewards:
         raise ValueError("no rewards")
     top = max(rewards)
     weights = [math.exp(r - top) for r in rewards]
     total = sum(weights)
-    return -sum(w / total * math.log(w / total) for w in weights if w > 0)
+    return [w / total for w in weights]
+
+
+def _entropy(probabilities: Sequence[float]) -> float:
+    return -sum(p * math.log(p) for p in probabilities if p > 0)
+
+
+def choice_entropy(rewards: Sequence[float]) -> float:
+    """Entropy (nats) of the K-way choice distribution softmax(rewards); log K when all tie."""
+    return _entropy(choice_distribution(rewards))
 
 
 def best_k_subset(rewards: Sequence[float], k: int) -> tuple[tuple[int, ...], float]:
@@ -110,23 +119,19 @@ class Ranked:
 def rank_by_uncertainty(rewards: Sequence[Sequence[float]], k: int, n: int) -> list[Ranked]:
     """The ``n`` candidates (``rewards[i]``: raw rewards of candidate i's responses) whose best
     K-set has the highest choice entropy, most uncertain first; ties keep candidate order."""
-    scored = [
-        Ranked(i, *best_k_subset(values, k)) for i, values in enumerate(rewards) if len(values) >= k
-    ]
-    scored.sort(key=lambda r: (-r.entropy, r.candidate))
-    return scored[: max(0, n)]
+    return _most(
+        [
+            Ranked(i, *best_k_subset(values, k))
+            for i, values in enumerate(rewards)
+            if len(values) >= k
+        ],
+        n,
+    )
 
 
-def choice_distribution(rewards: Sequence[float]) -> list[float]:
-    """softmax(rewards): the K-way choice probabilities the K-way loss trains."""
-    top = max(rewards)
-    weights = [math.exp(r - top) for r in rewards]
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def _entropy(probabilities: Sequence[float]) -> float:
-    return -sum(p * math.log(p) for p in probabilities if p > 0)
+def _most(scored: list[Ranked], n: int) -> list[Ranked]:
+    """The ``n`` highest-scored, highest first; ties keep candidate order."""
+    return sorted(scored, key=lambda r: (-r.entropy, r.candidate))[: max(0, n)]
 
 
 def disagreement(member_rewards: Sequence[Sequence[float]]) -> float:
@@ -180,13 +185,14 @@ def rank_by_disagreement(
     """The ``n`` candidates (``member_rewards[i][e]``: member e's raw rewards of candidate i's
     responses) whose most disputed K-set has the highest disagreement, most disputed first;
     ties keep candidate order. ``Ranked.entropy`` holds the disagreement."""
-    scored = [
-        Ranked(i, *most_disputed_k_subset(members, k))
-        for i, members in enumerate(member_rewards)
-        if members and len(members[0]) >= k
-    ]
-    scored.sort(key=lambda r: (-r.entropy, r.candidate))
-    return scored[: max(0, n)]
+    return _most(
+        [
+            Ranked(i, *most_disputed_k_subset(members, k))
+            for i, members in enumerate(member_rewards)
+            if members and len(members[0]) >= k
+        ],
+        n,
+    )
 
 
 def uniform_quota(*, wanted: int, share: float, uniform_so_far: int, total_so_far: int) -> int:

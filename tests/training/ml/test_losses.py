@@ -187,3 +187,23 @@ def test_bootstrap_weights_are_per_label_and_member_stable_and_about_half():
     assert torch.equal(bootstrap_weights([7, 3], 4, seed=0), weights[[7, 3]])
     assert not torch.equal(bootstrap_weights(list(range(400)), 4, seed=1), weights)
     assert torch.equal(bootstrap_weights([1, 2], 1, seed=0), torch.ones(2, 1))
+
+
+def test_ensemble_kway_loss_pairs_each_label_with_its_own_choice():
+    # Two labels with different choices, two members: every (label, member) cross-entropy is
+    # against that label's choice (a loss that pairs labels and members the wrong way round
+    # would score member 1 of label 0 against label 1's choice).
+    from training.ml.losses import ensemble_kway_loss
+
+    rewards = torch.tensor(
+        [[[3.0, 0.0], [0.0, 1.0], [1.0, 2.0]], [[0.5, 0.0], [2.0, 0.0], [0.0, 4.0]]]
+    )  # (B=2, K=3, E=2)
+    best = torch.tensor([0, 2])
+    expected = torch.stack(
+        [
+            kway_reward_loss(rewards[b : b + 1, :, e], best[b : b + 1])
+            for b in range(2)
+            for e in range(2)
+        ]
+    ).mean()
+    assert ensemble_kway_loss(rewards, best, torch.ones(2, 2)) == pytest.approx(expected.item())
