@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from labeling import hooks, selectors
 from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
@@ -109,7 +109,9 @@ def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
     Returns the new version, or None when nothing changed.
     """
     text = text.replace("\r\n", "\n").strip()
-    Task.objects.select_for_update().filter(pk=task.pk).first()  # serialize version numbers
+    # Serialize version numbers; NO KEY so that labels of the task still commit meanwhile.
+    no_key = connection.features.has_select_for_no_key_update
+    Task.objects.select_for_update(no_key=no_key).filter(pk=task.pk).first()
     current = selectors.current_instructions(task_id=task.pk)
     if current is not None and current.text == text:
         return None

@@ -186,7 +186,8 @@ def test_labels_lead_to_a_new_policy_and_its_comparisons(tiny_model_path, worker
     assert Label.objects.filter(task=task).count() >= 7  # l(16) = 4 + 4 * 0.75
     runs = TrainingRun.objects.filter(task=task)
     assert runs.filter(kind="policy", status="succeeded").exists()
-    assert not runs.filter(status="failed").exists(), workers.logs()
+    failed = list(runs.filter(status="failed").values_list("kind", "error"))
+    assert not failed, f"{failed}\n{workers.logs()}"
     print(f"labels -> policy v1 comparisons in {time.monotonic() - started:.0f} s")
 
 

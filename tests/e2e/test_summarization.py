@@ -126,4 +126,5 @@ def test_articles_to_summaries_from_a_new_policy(tiny_model_path, workers, live_
     page.force_login(staff)
     html = page.get(reverse("dashboard:task", args=[task.pk])).content.decode()
     assert 'id="summary-table"' in html and f"<td>v{version.number}</td>" in html
-    assert not TrainingRun.objects.filter(task=task, status="failed").exists(), workers.logs()
+    failed = list(TrainingRun.objects.filter(task=task, status="failed").values_list("error"))
+    assert not failed, f"{failed}\n{workers.logs()}"
