@@ -65,6 +65,23 @@ def _claim_open_slot(*, task: Task, labeler_id: int) -> Comparison | int | None:
     return None
 
 
+def lock_comparisons_in_order(comparisons: QuerySet[Comparison]) -> list[int]:
+    """Lock ``comparisons`` FOR NO KEY UPDATE in id order; their ids.
+
+    A statement that updates many comparisons locks them in whatever order its plan visits
+    them, so two such writers (the tick giving expired leases' slots back, a publish retiring
+    an old policy's comparisons) could each hold a row the other waits for. Every writer of
+    several comparisons locks them first here, in one order: they queue instead of
+    deadlocking. A row that no longer matches once its lock is had is left out (PostgreSQL
+    checks the filter again on the row's latest version). SQLite serializes writers: ids only.
+    """
+    rows = comparisons.order_by("pk")
+    features = connection.features
+    if features.has_select_for_update:
+        rows = rows.select_for_update(no_key=features.has_select_for_no_key_update, of=("self",))
+    return list(rows.values_list("pk", flat=True))
+
+
 def _pool(task: Task, labeler_id: int) -> QuerySet[Comparison]:
     return selectors.available_comparisons(task=task, labeler_id=labeler_id)
 
@@ -153,8 +170,9 @@ def reclaim_expired_leases(*, task: Task | None = None, now: datetime | None = N
     """Mark active leases past their expiry as expired and give their slots back; how many.
 
     Leases locked by a concurrent submission are skipped (the submission wins). A constant
-    number of queries: one lock-and-read, one update of the leases, one update per distinct
-    number of leases reclaimed on a comparison (at most the overlap).
+    number of queries: one lock-and-read, one update of the leases, one lock of their
+    comparisons (:func:`lock_comparisons_in_order`), one update per distinct number of leases
+    reclaimed on a comparison (at most the overlap).
     """
     now = now or timezone.now()
     expired = Assignment.objects.filter(state=Assignment.State.ACTIVE, expires_at__lte=now)
@@ -169,6 +187,7 @@ def reclaim_expired_leases(*, task: Task | None = None, now: datetime | None = N
         pk__in=[pk for pk, _, _ in rows], state=Assignment.State.ACTIVE
     ).update(state=Assignment.State.EXPIRED)
     per_comparison = Counter(cid for _, cid, is_gold in rows if not is_gold)
+    lock_comparisons_in_order(Comparison.objects.filter(pk__in=list(per_comparison)))
     by_count: dict[int, list[int]] = {}
     for comparison_id, n in per_comparison.items():
         by_count.setdefault(n, []).append(comparison_id)

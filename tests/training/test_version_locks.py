@@ -1,11 +1,13 @@
-"""Publishing a policy version while labelers write, on PostgreSQL: neither waits on the other
-in a cycle.
+"""Publishing a policy version while labelers and the tick write, on PostgreSQL: no one waits on
+the other in a cycle.
 
 The publish locks the task row and retires the open comparisons of older versions; a lease or a
 label being committed holds its comparison's row and, at COMMIT, PostgreSQL's foreign-key check
 takes FOR KEY SHARE on the task row its new row points at. With the task locked FOR UPDATE that
 was a deadlock (seen in CI: a policy run failed with ``DeadlockDetected``); FOR NO KEY UPDATE
-lets the labeling transaction commit, and the publish then goes on.
+lets the labeling transaction commit, and the publish then goes on. The tick giving expired
+leases' slots back and the publish both update several comparisons: both lock them in id order
+first (``lock_comparisons_in_order``), so one waits for the other.
 
 Each test holds the labeling transaction open until the publish is seen waiting on a lock, so
 the interleaving is the deadlocking one every time, not by chance.
@@ -16,14 +18,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
+from django.utils import timezone
 
-from labeling.models import Comparison, Label
+from labeling.models import Assignment, Comparison, Label
 from labeling.services.labels import submit_label
-from labeling.services.leasing import lease_next
+from labeling.services.leasing import lease_next, reclaim_expired_leases
 from tests.factories import ComparisonFactory, TaskFactory, TaskLabelerFactory, UserFactory
 from training import services
 from training.models import PolicyVersion, TrainingRun
@@ -60,19 +64,26 @@ def _wait_for_a_lock_wait(timeout: float = 10.0) -> bool:
     return False
 
 
-def _publish_while(labeling_write: Callable[[], None], task) -> tuple[list[BaseException], bool]:
-    """Run ``labeling_write`` in a transaction held open until a concurrent publish of policy
-    v1 waits on a lock, then commit it; the errors of both and whether the publish waited."""
+def _publish_while(
+    labeling_write: Callable[[Callable[[], None]], None], task
+) -> tuple[list[BaseException], bool]:
+    """Run ``labeling_write(pause)`` in a transaction and a publish of policy v1 beside it:
+    ``pause()`` (called by the write where it holds its locks, at its end by default) holds the
+    write until the publish waits on a lock. The errors of both and whether the publish waited."""
     run = TrainingRun.objects.create(task=task, kind=TrainingRun.Kind.POLICY)
     assert services.claim_run(run_id=run.pk, worker="w1") is not None
     written, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def labeling() -> None:
-        with transaction.atomic():
-            labeling_write()
+    def pause() -> None:
+        if not written.is_set():
             written.set()
             release.wait(20)
+
+    def labeling() -> None:
+        with transaction.atomic():
+            labeling_write(pause)
+            pause()
 
     def publish() -> None:
         assert written.wait(20)
@@ -112,7 +123,7 @@ def labeling_task(require_postgres):
 def test_a_lease_being_taken_does_not_deadlock_a_publish(labeling_task):
     task, comparison, labeler = labeling_task
 
-    def take_lease() -> None:
+    def take_lease(pause: Callable[[], None]) -> None:
         assert lease_next(task=task, labeler=labeler) is not None
 
     errors, waited = _publish_while(take_lease, task)
@@ -127,7 +138,7 @@ def test_a_label_being_stored_does_not_deadlock_a_publish(labeling_task):
     task, comparison, labeler = labeling_task
     assert lease_next(task=task, labeler=labeler) is not None
 
-    def label() -> None:
+    def label(pause: Callable[[], None]) -> None:
         _, created = submit_label(
             labeler=labeler,
             comparison_id=comparison.pk,
@@ -143,3 +154,41 @@ def test_a_label_being_stored_does_not_deadlock_a_publish(labeling_task):
     comparison.refresh_from_db()
     assert comparison.status == Comparison.Status.COMPLETE
     assert Label.objects.filter(comparison=comparison, labeler=labeler).count() == 1
+
+
+def test_the_tick_reclaiming_leases_does_not_deadlock_a_publish(labeling_task):
+    """Both write several comparisons: the tick gives expired leases' slots back (one UPDATE per
+    number of leases reclaimed on a comparison), the publish retires v0's open comparisons."""
+    task, first, _ = labeling_task
+    second: Any = ComparisonFactory(task=task, policy_version=first.policy_version)
+    Comparison.objects.filter(pk__in=[first.pk, second.pk]).update(overlap=2, open_slots=0)
+    expired = timezone.now() - timedelta(minutes=1)
+    # Two expired leases of the second comparison, then one of the first: the tick's first
+    # UPDATE is the second comparison's, the publish's scan meets the first one first.
+    for comparison in [second, second, first]:
+        labeler: Any = UserFactory()
+        Assignment.objects.create(
+            comparison=comparison,
+            labeler=labeler,
+            task=task,
+            permutation=[0, 1, 2, 3],
+            expires_at=expired,
+        )
+    Comparison.objects.filter(pk=first.pk).update(open_slots=1)
+
+    def reclaim(pause: Callable[[], None]) -> None:
+        def pause_after_the_first_slots_update(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if sql.startswith('UPDATE "labeling_comparison"'):
+                pause()
+            return result
+
+        with connection.execute_wrapper(pause_after_the_first_slots_update):
+            assert reclaim_expired_leases(task=task) == 3
+
+    errors, waited = _publish_while(reclaim, task)
+    assert errors == [] and waited
+    statuses = dict(Comparison.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "retired", second.pk: "retired"}
+    slots = dict(Comparison.objects.values_list("pk", "open_slots"))
+    assert slots == {first.pk: 2, second.pk: 2}

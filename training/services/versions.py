@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from labeling.models import Comparison, Task
+from labeling.services.leasing import lock_comparisons_in_order
 from training import selectors
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun, VersionStatus
 
@@ -63,17 +64,15 @@ def retire_superseded_comparisons(*, task: Task, keep_version_id: int) -> int:
     """Retire open, unlabeled comparisons sampled from any policy version other than
     ``keep_version_id``. Comparisons without a version (imported) and gold ones stay; labels
     of leases still held on a retired comparison are still accepted."""
-    return (
-        Comparison.objects.filter(
-            task=task,
-            status=Comparison.Status.OPEN,
-            label_count=0,
-            is_gold=False,
-            policy_version__isnull=False,
-        )
-        .exclude(policy_version_id=keep_version_id)
-        .update(status=Comparison.Status.RETIRED)
-    )
+    superseded = Comparison.objects.filter(
+        task=task,
+        status=Comparison.Status.OPEN,
+        label_count=0,
+        is_gold=False,
+        policy_version__isnull=False,
+    ).exclude(policy_version_id=keep_version_id)
+    locked = lock_comparisons_in_order(superseded)
+    return superseded.filter(pk__in=locked).update(status=Comparison.Status.RETIRED)
 
 
 def _promote(*, version: PolicyVersion, retire: bool) -> None:
