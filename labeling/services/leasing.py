@@ -23,6 +23,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from labeling import hot_sql, selectors
+from labeling.locks import lock_comparisons_in_order
 from labeling.models import Assignment, Comparison, Task
 
 _CLAIM_ATTEMPTS = 3
@@ -63,23 +64,6 @@ def _claim_open_slot(*, task: Task, labeler_id: int) -> Comparison | int | None:
         if taken:
             return comparison_id
     return None
-
-
-def lock_comparisons_in_order(comparisons: QuerySet[Comparison]) -> list[int]:
-    """Lock ``comparisons`` FOR NO KEY UPDATE in id order; their ids.
-
-    A statement that updates many comparisons locks them in whatever order its plan visits
-    them, so two such writers (the tick giving expired leases' slots back, a publish retiring
-    an old policy's comparisons) could each hold a row the other waits for. Every writer of
-    several comparisons locks them first here, in one order: they queue instead of
-    deadlocking. A row that no longer matches once its lock is had is left out (PostgreSQL
-    checks the filter again on the row's latest version). SQLite serializes writers: ids only.
-    """
-    rows = comparisons.order_by("pk")
-    features = connection.features
-    if features.has_select_for_update:
-        rows = rows.select_for_update(no_key=features.has_select_for_no_key_update, of=("self",))
-    return list(rows.values_list("pk", flat=True))
 
 
 def _pool(task: Task, labeler_id: int) -> QuerySet[Comparison]:

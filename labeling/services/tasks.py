@@ -7,9 +7,10 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 
 from labeling import hooks, selectors
+from labeling.locks import locked
 from labeling.models import MAX_K, Comparison, InstructionsVersion, Task, TaskLabeler
 from labeling.summaries import check_template
 
@@ -109,9 +110,7 @@ def set_instructions(*, task: Task, text: str) -> InstructionsVersion | None:
     Returns the new version, or None when nothing changed.
     """
     text = text.replace("\r\n", "\n").strip()
-    # Serialize version numbers; NO KEY so that labels of the task still commit meanwhile.
-    no_key = connection.features.has_select_for_no_key_update
-    Task.objects.select_for_update(no_key=no_key).filter(pk=task.pk).first()
+    locked(Task.objects.filter(pk=task.pk)).first()  # serialize version numbers
     current = selectors.current_instructions(task_id=task.pk)
     if current is not None and current.text == text:
         return None

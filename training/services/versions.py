@@ -4,42 +4,24 @@ retirement of comparisons sampled from superseded policies."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import connection, models, transaction
-from django.db.models import QuerySet
+from django.db import transaction
 from django.utils import timezone
 
+from labeling.locks import lock_comparisons_in_order, locked
 from labeling.models import Comparison, Task
-from labeling.services.leasing import lock_comparisons_in_order
 from training import selectors
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun, VersionStatus
-
-M = TypeVar("M", bound=models.Model)
 
 
 class VersionError(Exception):
     """A promotion or rollback that cannot be done (shown to the researcher)."""
 
 
-def _locked(rows: QuerySet[M]) -> QuerySet[M]:
-    """``rows`` locked FOR NO KEY UPDATE where the database has row locks (SQLite serializes
-    writers instead).
-
-    NO KEY: the lock still excludes other writers of the row, but not the FOR KEY SHARE lock
-    that PostgreSQL's foreign-key check takes on it when a row pointing at it commits. With
-    FOR UPDATE on the task, a publish retiring comparisons waited for a labeling transaction's
-    comparison row while that transaction's commit (its label points at the task) waited for
-    the task row: a deadlock, and PostgreSQL failed one of them."""
-    features = connection.features
-    if not features.has_select_for_update:
-        return rows
-    return rows.select_for_update(no_key=features.has_select_for_no_key_update)
-
-
 def _lock_task(task_id: int) -> None:
-    """Serialize version changes of one task."""
-    _locked(Task.objects.filter(pk=task_id)).values_list("pk", flat=True).first()
+    """Serialize version changes of one task (labels of the task still commit meanwhile)."""
+    locked(Task.objects.filter(pk=task_id)).values_list("pk", flat=True).first()
 
 
 @transaction.atomic
@@ -132,7 +114,7 @@ def rollback_policy(*, task: Task) -> PolicyVersion:
 
 
 def _locked_running_run(run_id: int) -> TrainingRun | None:
-    return _locked(TrainingRun.objects.filter(pk=run_id)).first()
+    return locked(TrainingRun.objects.filter(pk=run_id)).first()
 
 
 @transaction.atomic
@@ -221,7 +203,7 @@ def record_prospective_accuracy(
 ) -> None:
     """Store a reward-model version's accuracy on the labels that arrived after it was trained
     (read-modify-write of its metrics under a row lock)."""
-    version = _locked(RewardModelVersion.objects.filter(pk=version_id)).first()
+    version = locked(RewardModelVersion.objects.filter(pk=version_id)).first()
     if version is None:
         return
     version.metrics = {
