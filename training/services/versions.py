@@ -53,8 +53,9 @@ def retire_superseded_comparisons(*, task: Task, keep_version_id: int) -> int:
         is_gold=False,
         policy_version__isnull=False,
     ).exclude(policy_version_id=keep_version_id)
-    locked = lock_comparisons_in_order(superseded)
-    return superseded.filter(pk__in=locked).update(status=Comparison.Status.RETIRED)
+    # Locked rows still match (checked again under the lock) and cannot change until commit.
+    retiring = lock_comparisons_in_order(superseded)
+    return Comparison.objects.filter(pk__in=retiring).update(status=Comparison.Status.RETIRED)
 
 
 def _promote(*, version: PolicyVersion, retire: bool) -> None:
